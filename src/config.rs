@@ -1,0 +1,1 @@
+//! Pipeline YAML → validated `Pipeline` (being built).

@@ -1,0 +1,11 @@
+//! wxcube: WeChat Official Account analytics (the datacube API) into Hive-partitioned
+//! Parquet. Stages: `config` → `plan` → `extract` → `transform` → `load`, with the
+//! `catalog` as the single source of truth about reports and `sim` as the built-in API.
+
+pub mod catalog;
+pub mod config;
+pub mod dates;
+pub mod pipeline;
+pub mod plan;
+pub mod secret;
+pub mod sim;
