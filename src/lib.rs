@@ -5,7 +5,12 @@
 pub mod catalog;
 pub mod config;
 pub mod dates;
+pub mod extract;
+pub mod load;
 pub mod pipeline;
 pub mod plan;
 pub mod secret;
 pub mod sim;
+pub mod state;
+pub mod store;
+pub mod transform;

@@ -1,0 +1,289 @@
+//! Run state, kept with the data under `{uri}/_wxcube/state/` so that a run on any machine
+//! resumes where the last one stopped.
+//!
+//! One JSON document per account and report: the row dates loaded (as ranges), the latest
+//! ready day when each was loaded, whether WeChat flagged it provisional (`is_delay`), the
+//! calls made today against the daily budget, and a quota or retirement stop. State is
+//! written after the partitions it describes are committed, so it never claims rows the
+//! data does not have; a crash in between only costs a re-fetch, never a duplicate.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Report;
+use crate::plan::{Loaded, Window};
+use crate::store::{Store, StoreError, Tag};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Latest ready day when loaded: revisable reports are final only once far enough past it.
+    pub ready: NaiveDate,
+    pub provisional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    pub begin: NaiveDate,
+    pub end: NaiveDate,
+    pub ready: NaiveDate,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
+    pub loaded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calls {
+    pub day: Option<NaiveDate>,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    /// `quota` (45009) or `retired` (47009).
+    pub reason: String,
+    /// China date from which calls may resume (quota), absent when permanent.
+    #[serde(default)]
+    pub until: Option<NaiveDate>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportState {
+    pub version: u32,
+    pub report: String,
+    pub account: String,
+    pub loaded: Vec<Range>,
+    #[serde(default)]
+    pub calls: Calls,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+}
+
+pub fn rel(report: &str, account: &str) -> String {
+    format!("_wxcube/state/{report}/account={account}.json")
+}
+
+impl ReportState {
+    pub fn new(report: &str, account: &str) -> Self {
+        ReportState {
+            version: 1,
+            report: report.into(),
+            account: account.into(),
+            ..Default::default()
+        }
+    }
+
+    fn marks(&self) -> BTreeMap<NaiveDate, (Mark, DateTime<Utc>)> {
+        let mut m = BTreeMap::new();
+        for r in &self.loaded {
+            let mut d = r.begin;
+            while d <= r.end {
+                m.insert(
+                    d,
+                    (
+                        Mark {
+                            ready: r.ready,
+                            provisional: r.provisional,
+                        },
+                        r.loaded_at,
+                    ),
+                );
+                d += Duration::days(1);
+            }
+        }
+        m
+    }
+
+    fn set_marks(&mut self, m: BTreeMap<NaiveDate, (Mark, DateTime<Utc>)>) {
+        let mut out: Vec<Range> = Vec::new();
+        for (d, (mark, at)) in m {
+            if let Some(last) = out.last_mut() {
+                if last.end + Duration::days(1) == d
+                    && last.ready == mark.ready
+                    && last.provisional == mark.provisional
+                {
+                    last.end = d;
+                    last.loaded_at = last.loaded_at.max(at);
+                    continue;
+                }
+            }
+            out.push(Range {
+                begin: d,
+                end: d,
+                ready: mark.ready,
+                provisional: mark.provisional,
+                loaded_at: at,
+            });
+        }
+        self.loaded = out;
+    }
+
+    /// Records windows as loaded (later loads replace earlier marks of the same dates).
+    pub fn record(&mut self, windows: &[(Window, bool)], ready: NaiveDate, at: DateTime<Utc>) {
+        let mut m = self.marks();
+        for (w, provisional) in windows {
+            let mut d = w.begin;
+            while d <= w.end {
+                m.insert(
+                    d,
+                    (
+                        Mark {
+                            ready,
+                            provisional: *provisional,
+                        },
+                        at,
+                    ),
+                );
+                d += Duration::days(1);
+            }
+        }
+        self.set_marks(m);
+    }
+
+    pub fn count_calls(&mut self, today: NaiveDate, n: u32) {
+        if self.calls.day != Some(today) {
+            self.calls = Calls {
+                day: Some(today),
+                count: 0,
+            };
+        }
+        self.calls.count += n;
+    }
+
+    /// What the planner needs: dates final for this report as of now.
+    pub fn loaded(&self, report: &Report, today: NaiveDate) -> Loaded {
+        let mut finals = std::collections::BTreeSet::new();
+        for r in &self.loaded {
+            if r.provisional {
+                continue;
+            }
+            let mut d = r.begin;
+            while d <= r.end {
+                // Revisable rows are final once the revision period had passed when loaded.
+                if report.revise_days == 0
+                    || d + Duration::days(i64::from(report.revise_days)) <= r.ready
+                {
+                    finals.insert(d);
+                }
+                d += Duration::days(1);
+            }
+        }
+        let calls_today = if self.calls.day == Some(today) {
+            self.calls.count
+        } else {
+            0
+        };
+        Loaded {
+            finals,
+            calls_today,
+        }
+    }
+
+    /// An active stop for `today`, if any.
+    pub fn active_stop(&self, today: NaiveDate) -> Option<&Stop> {
+        self.stop
+            .as_ref()
+            .filter(|s| s.until.is_none_or(|u| today < u))
+    }
+}
+
+pub async fn read(
+    store: &Store,
+    report: &str,
+    account: &str,
+) -> Result<(ReportState, Tag), StoreError> {
+    let path = rel(report, account);
+    match store.read(&path).await? {
+        None => Ok((ReportState::new(report, account), Tag::default())),
+        Some((bytes, tag)) => {
+            let st: ReportState =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Remote {
+                    op: "parse state",
+                    path: store.describe(&path),
+                    message: e.to_string(),
+                })?;
+            Ok((st, tag))
+        }
+    }
+}
+
+/// Read-modify-write of one state document, safe against a concurrent run.
+pub async fn update(
+    store: &Store,
+    report: &str,
+    account: &str,
+    f: impl Fn(&mut ReportState),
+) -> Result<ReportState, StoreError> {
+    let path = rel(report, account);
+    let _guard = store.lock(&path).await?;
+    for _ in 0..16 {
+        let (mut st, tag) = read(store, report, account).await?;
+        f(&mut st);
+        let bytes = serde_json::to_vec_pretty(&st).map_err(|e| StoreError::Remote {
+            op: "encode state",
+            path: store.describe(&path),
+            message: e.to_string(),
+        })?;
+        match store.write(&path, Bytes::from(bytes), &tag).await {
+            Ok(()) => return Ok(st),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict {
+        path: store.describe(&path),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+    use crate::dates::parse;
+
+    fn d(s: &str) -> NaiveDate {
+        parse(s).unwrap()
+    }
+
+    #[test]
+    fn ranges_compact_and_revisions_stay_open() {
+        let mut st = ReportState::new("article_total", "a");
+        let now = Utc::now();
+        st.record(
+            &[(
+                Window {
+                    begin: d("2025-01-01"),
+                    end: d("2025-01-10"),
+                },
+                false,
+            )],
+            d("2025-01-10"),
+            now,
+        );
+        st.record(
+            &[(
+                Window {
+                    begin: d("2025-01-11"),
+                    end: d("2025-01-11"),
+                },
+                true,
+            )],
+            d("2025-01-10"),
+            now,
+        );
+        assert_eq!(st.loaded.len(), 2);
+        let r = catalog::find("article_total").unwrap();
+        let l = st.loaded(r, d("2025-01-11"));
+        assert!(l.finals.contains(&d("2025-01-03")));
+        assert!(
+            !l.finals.contains(&d("2025-01-04")),
+            "within 7 days of the ready day when loaded"
+        );
+        assert!(!l.finals.contains(&d("2025-01-11")), "provisional");
+        let u = catalog::find("user_summary").unwrap();
+        assert_eq!(st.loaded(u, d("2025-01-11")).finals.len(), 10);
+    }
+}
