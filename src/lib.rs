@@ -3,12 +3,14 @@
 //! `catalog` as the single source of truth about reports and `sim` as the built-in API.
 
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod dates;
 pub mod extract;
 pub mod load;
 pub mod pipeline;
 pub mod plan;
+pub mod run;
 pub mod secret;
 pub mod sim;
 pub mod state;

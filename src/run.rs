@@ -1,0 +1,711 @@
+//! A run: plan → extract → transform → load, streaming.
+//!
+//! Each account has a worker that fetches its windows (rate-limited, capped in flight) and
+//! sends decoded batches down a bounded channel. The loader buffers rows per partition
+//! until every window touching that partition has arrived (or failed), then rewrites the
+//! partition once and records state for the windows whose partitions are all committed.
+//! Windows are worked in date order, so partitions complete, and memory is freed, as the
+//! run goes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::Date32Type;
+use chrono::{Duration, NaiveDate, Utc};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::catalog::{self, Report};
+use crate::dates::Clock;
+use crate::extract::{AccountClient, Extractor, FetchError, RetryPolicy};
+use crate::load::{self, partitions_of, split};
+use crate::pipeline::{Api, Pipeline, DEFAULT_BASE_URL};
+use crate::plan::{self, Plan, Window};
+use crate::state::{self, ReportState, Stop};
+use crate::store::{Store, StoreError};
+use crate::transform::from_date32;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub accounts: Option<Vec<String>>,
+    pub reports: Option<Vec<&'static Report>>,
+    pub full_refresh: bool,
+    pub retry: Option<RetryPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("simulator: {0}")]
+    Sim(std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Per account and report: what happened.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskReport {
+    pub account: String,
+    pub report: &'static str,
+    pub planned_calls: usize,
+    pub calls: u64,
+    pub windows_done: usize,
+    pub rows: u64,
+    pub files: usize,
+    pub bytes: u64,
+    pub deferred: Vec<Window>,
+    pub failed: Vec<Window>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub pipeline: String,
+    pub today: NaiveDate,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub planned_calls: usize,
+    pub data_calls: u64,
+    pub token_calls: u64,
+    pub retries: u64,
+    pub rows: u64,
+    pub files: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub tasks: Vec<TaskReport>,
+}
+
+/// Resolves `--accounts` / `--reports` against the pipeline.
+pub fn select(
+    p: &Pipeline,
+    opts: &Options,
+) -> Result<(Vec<usize>, Vec<&'static Report>), RunError> {
+    let accounts = match &opts.accounts {
+        None => (0..p.accounts.len()).collect(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                match p.accounts.iter().position(|a| a.name == *n) {
+                    Some(i) => out.push(i),
+                    None => {
+                        let known: Vec<&str> = p.accounts.iter().map(|a| a.name.as_str()).collect();
+                        return Err(RunError::Usage(format!(
+                            "--accounts: no account named {n:?} in {} (accounts: {})",
+                            p.source.display(),
+                            known.join(", ")
+                        )));
+                    }
+                }
+            }
+            out
+        }
+    };
+    let reports = opts.reports.clone().unwrap_or_else(|| p.reports.clone());
+    Ok((accounts, reports))
+}
+
+/// Reads state for every selected (account, report).
+pub async fn read_states(
+    store: &Store,
+    p: &Pipeline,
+    accounts: &[usize],
+    reports: &[&'static Report],
+) -> Result<HashMap<(String, &'static str), ReportState>, RunError> {
+    let mut out = HashMap::new();
+    for &a in accounts {
+        for r in reports {
+            let name = &p.accounts[a].name;
+            let (st, _) = state::read(store, r.id, name).await?;
+            out.insert((name.clone(), r.id), st);
+        }
+    }
+    Ok(out)
+}
+
+/// The plan for a pipeline, with state applied.
+pub async fn make_plan(
+    p: &Pipeline,
+    clock: &Clock,
+    opts: &Options,
+    store: &Store,
+) -> Result<(Plan, HashMap<(String, &'static str), ReportState>), RunError> {
+    let (accounts, reports) = select(p, opts)?;
+    let states = read_states(store, p, &accounts, &reports).await?;
+    let today = clock.today();
+    let mut plan = plan::build(
+        p,
+        clock,
+        &accounts,
+        &reports,
+        opts.full_refresh,
+        &|acct, r| {
+            states
+                .get(&(acct.to_string(), r.id))
+                .map(|s| s.loaded(r, today))
+                .unwrap_or_default()
+        },
+    );
+    // Stops (quota until tomorrow, retired) defer the whole task.
+    for t in &mut plan.tasks {
+        if let Some(st) = states.get(&(t.account_name.clone(), t.report)) {
+            if st.active_stop(today).is_some() && !opts.full_refresh {
+                let mut all = std::mem::take(&mut t.windows);
+                all.append(&mut t.deferred);
+                t.deferred = all;
+            }
+        }
+    }
+    Ok((plan, states))
+}
+
+enum Outcome {
+    Done {
+        batch: RecordBatch,
+        is_delay: bool,
+        calls: u32,
+    },
+    Deferred(String),
+    Failed(String),
+}
+
+struct Msg {
+    task: usize,
+    window: Window,
+    outcome: Outcome,
+}
+
+/// Per task (account × report) bookkeeping in the loader.
+struct Tracker {
+    report: &'static Report,
+    account: String,
+    /// Windows not yet arrived, per partition.
+    pending: BTreeMap<String, usize>,
+    /// Rows and fetched windows waiting for their partition.
+    rows: BTreeMap<String, Vec<RecordBatch>>,
+    fetched: BTreeMap<String, Vec<Window>>,
+    /// Per window: partitions not yet committed, and whether it was provisional.
+    open: BTreeMap<Window, (usize, bool)>,
+}
+
+pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let run_id = format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let store = Arc::new(Store::open(&p.output.uri)?);
+    let (plan, states) = make_plan(p, &clock, opts, &store).await?;
+    let today = plan.today;
+
+    let mut sim = None;
+    let base = match &p.api {
+        Api::BaseUrl(u) => u.clone(),
+        Api::Simulator(cfg) => {
+            let h = crate::sim::start(cfg.clone(), clock)
+                .await
+                .map_err(RunError::Sim)?;
+            let u = h.base_url();
+            sim = Some(h);
+            u
+        }
+    };
+    let _ = DEFAULT_BASE_URL;
+    let retry = opts.retry.unwrap_or_default();
+    let seed = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    let ex = Arc::new(
+        Extractor::new(&base, p.limits.global_requests_per_second, retry, seed)
+            .map_err(|e| RunError::Setup(e.to_string()))?,
+    );
+
+    let mut reports: Vec<TaskReport> = plan
+        .tasks
+        .iter()
+        .map(|t| TaskReport {
+            account: t.account_name.clone(),
+            report: t.report,
+            planned_calls: t.windows.len(),
+            deferred: t.deferred.clone(),
+            reason: if t.deferred.is_empty() {
+                None
+            } else {
+                let st = states.get(&(t.account_name.clone(), t.report));
+                Some(match st.and_then(|s| s.active_stop(today)) {
+                    Some(s) => s.message.clone(),
+                    None => format!(
+                        "daily budget of {} calls reached",
+                        p.limits.daily_calls_per_report
+                    ),
+                })
+            },
+            ..Default::default()
+        })
+        .collect();
+
+    let mut trackers: Vec<Tracker> = Vec::new();
+    for t in &plan.tasks {
+        let report = catalog::find(t.report)
+            .ok_or_else(|| RunError::Setup(format!("unknown report {}", t.report)))?;
+        let mut tr = Tracker {
+            report,
+            account: t.account_name.clone(),
+            pending: BTreeMap::new(),
+            rows: BTreeMap::new(),
+            fetched: BTreeMap::new(),
+            open: BTreeMap::new(),
+        };
+        for w in &t.windows {
+            let parts = partitions_of(p.output.partition, w);
+            for part in &parts {
+                *tr.pending.entry(part.clone()).or_default() += 1;
+            }
+            tr.open.insert(*w, (parts.len(), false));
+        }
+        trackers.push(tr);
+    }
+
+    // One worker per account.
+    let (tx, mut rx) = mpsc::channel::<Msg>(64);
+    let mut workers = Vec::new();
+    for &ai in plan
+        .tasks
+        .iter()
+        .map(|t| t.account)
+        .collect::<std::collections::BTreeSet<_>>()
+        .iter()
+    {
+        let acct = &p.accounts[ai];
+        let client = Arc::new(AccountClient::new(
+            &acct.name,
+            &acct.app_id,
+            acct.app_secret.clone(),
+            p.limits.requests_per_second,
+            p.limits.max_in_flight,
+        ));
+        let jobs: Vec<(usize, &'static Report, Window)> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.account == ai)
+            .flat_map(|(ti, t)| {
+                let r = trackers[ti].report;
+                t.windows.iter().map(move |w| (ti, r, *w))
+            })
+            .collect();
+        let ntasks = plan.tasks.len();
+        workers.push(tokio::spawn(account_worker(
+            Arc::clone(&ex),
+            client,
+            jobs,
+            ntasks,
+            p.limits.max_in_flight as usize,
+            today,
+            tx.clone(),
+        )));
+    }
+    drop(tx);
+
+    let mut fatal: Option<String> = None;
+    let ready = plan.latest_ready;
+    while let Some(msg) = rx.recv().await {
+        let tr = &mut trackers[msg.task];
+        let rep = &mut reports[msg.task];
+        let parts = partitions_of(p.output.partition, &msg.window);
+        match msg.outcome {
+            Outcome::Done {
+                batch,
+                is_delay,
+                calls,
+            } => {
+                rep.calls += u64::from(calls);
+                rep.windows_done += 1;
+                let batch = within(&batch, &msg.window, tr.report, &tr.account);
+                for (part, b) in
+                    split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))?
+                {
+                    tr.rows.entry(part).or_default().push(b);
+                }
+                for part in &parts {
+                    tr.fetched.entry(part.clone()).or_default().push(msg.window);
+                }
+                if let Some(o) = tr.open.get_mut(&msg.window) {
+                    o.1 = is_delay;
+                }
+            }
+            Outcome::Deferred(reason) => {
+                rep.deferred.push(msg.window);
+                rep.reason.get_or_insert(reason);
+                tr.open.remove(&msg.window);
+            }
+            Outcome::Failed(reason) => {
+                rep.failed.push(msg.window);
+                rep.reason.get_or_insert(reason);
+                tr.open.remove(&msg.window);
+            }
+        }
+        // Commit every partition that has all its windows.
+        for part in parts {
+            let left = tr.pending.get_mut(&part).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left != Some(0) || fatal.is_some() {
+                continue;
+            }
+            tr.pending.remove(&part);
+            let rows = tr.rows.remove(&part).unwrap_or_default();
+            let windows = tr.fetched.remove(&part).unwrap_or_default();
+            if windows.is_empty() {
+                continue;
+            }
+            match commit_with_retry(
+                &store,
+                tr.report,
+                &tr.account,
+                &part,
+                &windows,
+                &rows,
+                p,
+                &ex.retry,
+            )
+            .await
+            {
+                Ok(c) => {
+                    rep.files += 1;
+                    rep.bytes += c.bytes as u64;
+                    rep.rows += rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    tracing::info!(account = %tr.account, report = tr.report.id, partition = %part, rows = c.rows, bytes = c.bytes, "committed");
+                    // Windows whose partitions are now all committed go into state.
+                    let mut done = Vec::new();
+                    for w in &windows {
+                        if let Some(o) = tr.open.get_mut(w) {
+                            o.0 -= 1;
+                            if o.0 == 0 {
+                                done.push((*w, o.1));
+                            }
+                        }
+                    }
+                    for (w, _) in &done {
+                        tr.open.remove(w);
+                    }
+                    if !done.is_empty() {
+                        let now = Utc::now();
+                        let r = state::update(&store, tr.report.id, &tr.account, |st| {
+                            st.record(&done, ready, now);
+                        })
+                        .await;
+                        if let Err(e) = r {
+                            fatal = Some(format!("writing state: {e}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
+                    fatal = Some(format!(
+                        "committing {}: {e}",
+                        store.describe(&load::file_rel(tr.report.id, &tr.account, &part))
+                    ));
+                    for w in &windows {
+                        rep.failed.push(*w);
+                    }
+                }
+            }
+        }
+        if fatal.is_some() {
+            for w in &workers {
+                w.abort();
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+
+    // Budget, quota and retirement bookkeeping.
+    if fatal.is_none() {
+        for (i, t) in plan.tasks.iter().enumerate() {
+            let rep = &reports[i];
+            let stop = match rep.reason.as_deref() {
+                Some(r) if r.contains("45009") => Some(Stop {
+                    reason: "quota".into(),
+                    until: Some(today + Duration::days(1)),
+                    message: r.to_string(),
+                }),
+                Some(r) if r.contains("47009") => Some(Stop {
+                    reason: "retired".into(),
+                    until: None,
+                    message: r.to_string(),
+                }),
+                _ => None,
+            };
+            let calls = rep.calls as u32;
+            if calls == 0 && stop.is_none() {
+                continue;
+            }
+            let r = state::update(&store, t.report, &t.account_name, |st| {
+                st.count_calls(today, calls);
+                if stop.is_some() {
+                    st.stop = stop.clone();
+                }
+            })
+            .await;
+            if let Err(e) = r {
+                fatal = Some(format!("writing state: {e}"));
+                break;
+            }
+        }
+    }
+
+    if let Some(h) = sim {
+        h.shutdown().await;
+    }
+    let c = &ex.counters;
+    let partial = reports
+        .iter()
+        .any(|r| !r.deferred.is_empty() || !r.failed.is_empty());
+    let exit_code = if fatal.is_some() {
+        1
+    } else if partial {
+        3
+    } else {
+        0
+    };
+    let report = RunReport {
+        run_id,
+        pipeline: p.name.clone(),
+        today,
+        start: plan.start,
+        end: plan.end,
+        planned_calls: plan.calls(),
+        data_calls: c.data_calls.load(Ordering::Relaxed),
+        token_calls: c.token_calls.load(Ordering::Relaxed),
+        retries: c.retries.load(Ordering::Relaxed),
+        rows: reports.iter().map(|r| r.rows).sum(),
+        files: reports.iter().map(|r| r.files).sum(),
+        bytes: reports.iter().map(|r| r.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        exit_code,
+        error: fatal,
+        tasks: reports,
+    };
+    if report.error.is_none() {
+        let rel = format!("_wxcube/runs/{}.json", report.run_id);
+        if let Ok(json) = serde_json::to_vec_pretty(&report) {
+            if let Err(e) = store.overwrite(&rel, bytes::Bytes::from(json)).await {
+                tracing::warn!(error = %e, "could not write the run report");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Keeps only rows whose `ref_date` lies in the window fetched: a row outside it would
+/// escape the next run's replacement and could be duplicated.
+fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> RecordBatch {
+    let dates = batch.column(0).as_primitive::<Date32Type>();
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| Some(w.contains(from_date32(dates.value(i)))))
+        .collect();
+    if keep.true_count() == batch.num_rows() {
+        return batch.clone();
+    }
+    tracing::warn!(account, report = report.id, window = %w, dropped = batch.num_rows() - keep.true_count(), "rows outside the requested window ignored");
+    filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.slice(0, 0))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_with_retry(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    part: &str,
+    windows: &[Window],
+    rows: &[RecordBatch],
+    p: &Pipeline,
+    retry: &RetryPolicy,
+) -> Result<load::Committed, load::LoadError> {
+    let jitter = crate::extract::Jitter::new(0x5eed);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match load::commit_partition(
+            store,
+            report,
+            account,
+            part,
+            windows,
+            rows,
+            p.output.compression,
+        )
+        .await
+        {
+            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying");
+                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Fetches one account's windows, `max_in_flight` at a time, in plan order.
+async fn account_worker(
+    ex: Arc<Extractor>,
+    client: Arc<AccountClient>,
+    jobs: Vec<(usize, &'static Report, Window)>,
+    ntasks: usize,
+    max_in_flight: usize,
+    today: NaiveDate,
+    tx: mpsc::Sender<Msg>,
+) {
+    // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
+    let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+        Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
+    let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
+    let any_stop = Arc::new(AtomicBool::new(false));
+    let mut queue = jobs.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < max_in_flight.max(1) {
+            let Some((ti, r, w)) = queue.next() else {
+                break;
+            };
+            let (ex, client, stopped, account_stop, any_stop) = (
+                Arc::clone(&ex),
+                Arc::clone(&client),
+                Arc::clone(&stopped),
+                Arc::clone(&account_stop),
+                Arc::clone(&any_stop),
+            );
+            running.push(async move {
+                let stop_now = || -> Option<Outcome> {
+                    if !any_stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    if let Some(m) = account_stop.lock().ok().and_then(|g| g.clone()) {
+                        return Some(Outcome::Failed(m));
+                    }
+                    stopped[ti].lock().ok().and_then(|g| g.clone()).map(Outcome::Deferred)
+                };
+                if let Some(o) = stop_now() {
+                    return Msg { task: ti, window: w, outcome: o };
+                }
+                let mut calls = 0u32;
+                let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls).await {
+                    Ok((batch, is_delay)) => Outcome::Done { batch, is_delay, calls },
+                    Err(e) => {
+                        let msg = describe(&e, r, &client.name);
+                        match &e {
+                            FetchError::Quota | FetchError::Retired => {
+                                if let Ok(mut g) = stopped[ti].lock() {
+                                    g.get_or_insert(msg.clone());
+                                }
+                                any_stop.store(true, Ordering::Relaxed);
+                                tracing::warn!(account = %client.name, report = r.id, window = %w, "{msg}");
+                                if matches!(e, FetchError::Quota) {
+                                    Outcome::Deferred(msg)
+                                } else {
+                                    Outcome::Failed(msg)
+                                }
+                            }
+                            FetchError::Config { .. } => {
+                                if let Ok(mut g) = account_stop.lock() {
+                                    g.get_or_insert(msg.clone());
+                                }
+                                any_stop.store(true, Ordering::Relaxed);
+                                tracing::error!(account = %client.name, report = r.id, "{msg}");
+                                Outcome::Failed(msg)
+                            }
+                            _ => {
+                                tracing::error!(account = %client.name, report = r.id, window = %w, "{msg}");
+                                Outcome::Failed(msg)
+                            }
+                        }
+                    }
+                };
+                // Calls made by a window that failed still count against the daily budget.
+                Msg { task: ti, window: w, outcome }
+            });
+        }
+        match running.next().await {
+            Some(msg) => {
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+/// Fetches a window; on 61501 for a multi-day window, halves it and fetches both halves.
+async fn fetch_adaptive(
+    ex: &Extractor,
+    client: &AccountClient,
+    r: &'static Report,
+    w: Window,
+    today: NaiveDate,
+    calls: &mut u32,
+) -> Result<(RecordBatch, bool), FetchError> {
+    let mut stack = vec![w];
+    let mut parts = Vec::new();
+    let mut delay = false;
+    while let Some(w) = stack.pop() {
+        match ex.fetch(client, r, w, today).await {
+            Ok(f) => {
+                *calls += f.attempts;
+                delay |= f.decoded.is_delay;
+                parts.push(f.decoded.batch);
+            }
+            Err(FetchError::Range { errmsg }) if w.days() > 1 => {
+                *calls += 1;
+                let half = Duration::days(w.days() / 2 - 1);
+                let left = Window {
+                    begin: w.begin,
+                    end: w.begin + half,
+                };
+                let right = Window {
+                    begin: left.end + Duration::days(1),
+                    end: w.end,
+                };
+                tracing::warn!(account = %client.name, report = r.id, window = %w, %errmsg, "61501: halving the window");
+                stack.push(right);
+                stack.push(left);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let schema = crate::transform::schema(r);
+    let batch =
+        concat_batches(&schema, &parts).map_err(|e| FetchError::Transient(e.to_string()))?;
+    Ok((batch, delay))
+}
+
+fn describe(e: &FetchError, r: &Report, account: &str) -> String {
+    match e {
+        FetchError::Quota => format!(
+            "daily quota exhausted (45009) for {} on account {account}: deferred to the next China midnight; re-run tomorrow to resume",
+            r.id
+        ),
+        FetchError::Retired => format!(
+            "WeChat retired {} (47009 \"this api is offline\") for account {account}: use {} instead",
+            r.id,
+            r.replacement.unwrap_or("the current reports")
+        ),
+        FetchError::Config { errcode, hint } => format!("account {account}: errcode {errcode}: {hint}"),
+        other => format!("{} for account {account}: {other}", r.id),
+    }
+}
