@@ -306,4 +306,41 @@ mod tests {
         assert_eq!(ds.last(), Some(&d("2025-11-03")));
         assert!(row_dates(r, d("2025-01-01"), d("2025-10-31"), d("2026-01-01")).is_empty());
     }
+
+    #[test]
+    fn row_dates_match_brute_force_on_random_ranges() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let r = &catalog::REPORTS[(next() % catalog::REPORTS.len() as u64) as usize];
+            let start = d("2014-11-01") + Duration::days((next() % 4400) as i64);
+            let end = start + Duration::days((next() % 120) as i64) - Duration::days(5);
+            let ready = start + Duration::days((next() % 150) as i64) - Duration::days(10);
+            let got = row_dates(r, start, end, ready);
+            let mut want = Vec::new();
+            let mut day = start;
+            while day <= end {
+                let ok = day >= r.first_day()
+                    && day <= ready
+                    && match r.cadence {
+                        Cadence::Daily => true,
+                        Cadence::Weekly => dates::is_monday(day) && day + Duration::days(6) <= ready,
+                        Cadence::Monthly => day.day() == 1 && dates::month_end(day) <= ready,
+                    };
+                if ok {
+                    want.push(day);
+                }
+                day += Duration::days(1);
+            }
+            assert_eq!(got, want, "{} {start} {end} {ready}", r.id);
+            let ws = cover(&got, r.span);
+            assert_eq!(ws.len(), min_windows(&got, r.span));
+            assert!(ws.iter().all(|w| w.end <= ready && w.days() <= i64::from(r.span)));
+        }
+    }
 }

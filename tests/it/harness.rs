@@ -1,0 +1,224 @@
+//! Shared helpers: run the binary, write pipelines, read tables back as JSON rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Int32Type, Int64Type};
+use serde_json::{json, Value};
+use wxcube::catalog::{Kind, Report, Shape, Src};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wxcube"))
+}
+
+pub fn wxcube(args: &[&str], dir: &Path) -> Output {
+    Command::new(bin()).args(args).current_dir(dir).output().expect("run wxcube")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub struct Acct {
+    pub name: &'static str,
+    pub app_id: &'static str,
+}
+
+pub const ACCOUNTS: [Acct; 2] =
+    [Acct { name: "brand_cn", app_id: "wxtest0000000001" }, Acct { name: "shop_sh", app_id: "wxtest0000000002" }];
+
+/// A pipeline against the embedded simulator.
+pub fn pipeline(reports: &str, dates: &str, out: &str, extra: &str) -> String {
+    let mut accts = String::new();
+    for a in &ACCOUNTS {
+        accts.push_str(&format!(
+            "  - name: {}\n    app_id: {}\n    app_secret: test-secret-{}\n",
+            a.name, a.app_id, a.name
+        ));
+    }
+    format!(
+        "version: 1\nname: it\napi:\n  simulator: {{ seed: 7 }}\naccounts:\n{accts}reports: {reports}\ndates:\n{dates}\noutput:\n  uri: {out}\n  partition: month\nlimits:\n  requests_per_second: 200\n  max_in_flight: 8\n  global_requests_per_second: 1000\n{extra}"
+    )
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}
+
+/// Every row of a report's table for one account, as JSON objects keyed by column name.
+pub fn read_rows(root: &Path, report: &str, account: &str) -> Vec<Value> {
+    let dir = root.join(report).join(format!("account={account}"));
+    let mut files = Vec::new();
+    collect(&dir, &mut files);
+    let mut rows = Vec::new();
+    for f in files {
+        let bytes = bytes::Bytes::from(std::fs::read(&f).expect("read parquet"));
+        for b in wxcube::load::decode_file(bytes).expect("decode parquet") {
+            rows.extend(batch_rows(&b));
+        }
+    }
+    rows
+}
+
+pub fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+}
+
+pub fn batch_rows(b: &RecordBatch) -> Vec<Value> {
+    (0..b.num_rows())
+        .map(|i| {
+            let mut m = serde_json::Map::new();
+            for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                m.insert(f.name().clone(), cell(c, i));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
+fn cell(c: &ArrayRef, i: usize) -> Value {
+    if c.is_null(i) {
+        return Value::Null;
+    }
+    match c.data_type() {
+        DataType::Date32 => {
+            json!(wxcube::transform::from_date32(c.as_primitive::<Date32Type>().value(i)).format("%Y-%m-%d").to_string())
+        }
+        DataType::Int64 => json!(c.as_primitive::<Int64Type>().value(i)),
+        DataType::Int32 => json!(c.as_primitive::<Int32Type>().value(i)),
+        DataType::Float64 => json!(c.as_primitive::<Float64Type>().value(i)),
+        DataType::Boolean => json!(c.as_boolean().value(i)),
+        DataType::Utf8 => json!(c.as_string::<i32>().value(i)),
+        DataType::Dictionary(_, _) => {
+            let d = c.as_dictionary::<Int32Type>();
+            let k = d.keys().value(i) as usize;
+            json!(d.values().as_string::<i32>().value(k))
+        }
+        DataType::List(_) => {
+            let l = c.as_list::<i32>();
+            let v = l.value(i);
+            let s = v.as_struct();
+            let rows: Vec<Value> = (0..s.len())
+                .map(|j| {
+                    let mut m = serde_json::Map::new();
+                    for (f, col) in s.fields().iter().zip(s.columns()) {
+                        m.insert(f.name().clone(), cell(col, j));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            Value::Array(rows)
+        }
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+/// The rows a response should become, computed from the JSON independently of `transform`:
+/// every field by its API name, `detail` fields lifted, arrays flattened, labels looked up.
+pub fn expected_rows(report: &Report, resp: &Value) -> Vec<Value> {
+    let empty = vec![];
+    let list = resp.get("list").and_then(Value::as_array).unwrap_or(&empty);
+    let mut out = Vec::new();
+    for item in list {
+        let nested: Vec<Option<&Value>> = match report.shape {
+            Shape::List => vec![None],
+            Shape::Flatten(k) => item.get(k).and_then(Value::as_array).map(|a| a.iter().map(Some).collect()).unwrap_or_default(),
+        };
+        for n in nested {
+            let mut m = serde_json::Map::new();
+            for c in report.columns {
+                let v = match c.src {
+                    Src::Item(f) => item.get(f),
+                    Src::Detail(f) => item.get("detail").and_then(|d| d.get(f)),
+                    Src::Nested(f) => n.and_then(|n| n.get(f)),
+                    Src::Response(f) => resp.get(f),
+                }
+                .cloned()
+                .unwrap_or(Value::Null);
+                let v = match c.kind {
+                    Kind::Label(l) => match &v {
+                        Value::String(s) => json!(l.str(s)),
+                        Value::Null => Value::Null,
+                        other => json!(l.int(other.as_i64().expect("integer code"))),
+                    },
+                    Kind::Hour => json!(v.as_i64().expect("ref_hour") / 100),
+                    Kind::Float64 => json!(v.as_f64().expect("number")),
+                    Kind::Int64 | Kind::Int32 => match &v {
+                        Value::String(s) => json!(s.parse::<i64>().expect("numeric string")),
+                        _ => v,
+                    },
+                    Kind::ReadSources => Value::Array(
+                        v.as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|e| {
+                                let sd = e["scene_desc"].as_str().expect("scene_desc").to_string();
+                                json!({"user_count": e["user_count"], "scene_desc": sd,
+                                       "scene_desc_label": wxcube::catalog::SCENE_DESC.str(&sd)})
+                            })
+                            .collect(),
+                    ),
+                    Kind::JumpPositions => Value::Array(
+                        v.as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|e| json!({"position": e["position"], "rate": e["rate"].as_f64()}))
+                            .collect(),
+                    ),
+                    Kind::Bool if v.is_null() => json!(false),
+                    _ => v,
+                };
+                m.insert(c.name.to_string(), v);
+            }
+            out.push(Value::Object(m));
+        }
+    }
+    out
+}
+
+/// Rows as a sorted multiset of canonical strings, for order-free comparison.
+pub fn canon(rows: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = rows.iter().map(|r| serde_json::to_string(&sorted(r)).expect("json")).collect();
+    v.sort();
+    v
+}
+
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let b: BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), sorted(v))).collect();
+            json!(b)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        Value::Number(n) if n.is_f64() => json!(n.as_f64()),
+        other => other.clone(),
+    }
+}
+
+/// Duplicate natural keys in a table's rows.
+pub fn duplicate_keys(report: &Report, rows: &[Value]) -> usize {
+    let mut keys: Vec<String> = rows.iter().map(|r| report.key.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>().join("|")).collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    n - keys.len()
+}
