@@ -1,1 +1,0 @@
-//! Pipeline YAML → validated `Pipeline` (being built).

@@ -1,0 +1,5 @@
+//! Pipeline YAML → validated `Pipeline`.
+
+mod interp;
+mod node;
+mod suggest;
