@@ -45,15 +45,6 @@ impl Kind {
 }
 
 impl Node {
-    pub(crate) fn new(kind: Kind) -> Self {
-        Node {
-            line: 0,
-            column: 0,
-            kind,
-            from_env: false,
-        }
-    }
-
     pub(crate) fn has_invalid(&self) -> bool {
         match &self.kind {
             Kind::Invalid => true,
@@ -189,7 +180,7 @@ impl NodeDe<'_> {
     }
 }
 
-fn child_path(parent: &str, key: &Node) -> String {
+pub(crate) fn child_path(parent: &str, key: &Node) -> String {
     let name = match &key.kind {
         Kind::Str(s) => s.clone(),
         Kind::Int(i) => i.to_string(),
