@@ -180,10 +180,13 @@ impl<'a> Compiler<'a> {
         use serde_saphyr::MessageFormatter;
         let plain = e.without_snippet();
         let text = serde_saphyr::UserMessageFormatter.format_message(plain);
-        let message = format!(
+        let mut message = format!(
             "invalid YAML: {}",
             lowercase_first(text.trim_end_matches('.'))
         );
+        if message.contains("mapping values are not allowed") {
+            message.push_str("; check the indentation, or quote a value that contains \": \"");
+        }
         let (line, column) = match e.location() {
             Some(l) if l.line() > 0 => (Some(l.line() as usize), Some(l.column() as usize)),
             _ => (None, None),

@@ -29,9 +29,9 @@ pub(crate) fn interpolate(
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
         } else if let Some(body_and_more) = after.strip_prefix("${") {
             let Some(close) = body_and_more.find('}') else {
                 errors.push(InterpError::Syntax(
