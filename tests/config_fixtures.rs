@@ -73,7 +73,10 @@ fn invalid_fixtures_report_what_they_expect() {
             );
         }
         // The fixtures' literal secrets must never be echoed.
-        assert!(!shown.contains("secret-value"), "{name} leaks a secret:\n{shown}");
+        assert!(
+            !shown.contains("secret-value"),
+            "{name} leaks a secret:\n{shown}"
+        );
         // Each line of the Display starts with the file.
         for line in shown.lines() {
             assert!(
@@ -169,7 +172,10 @@ limits:
     assert_eq!(p.limits.max_in_flight, 2);
     assert_eq!(p.limits.global_requests_per_second, 50);
     assert_eq!(p.limits.daily_calls_per_report, 1000);
-    assert!(!out.exists(), "validation must not create the output directory");
+    assert!(
+        !out.exists(),
+        "validation must not create the output directory"
+    );
     let debug = format!("{p:?}");
     assert!(!debug.contains("the-real-secret"), "{debug}");
     assert!(!debug.contains("fallback-secret"), "{debug}");
@@ -204,8 +210,8 @@ limits:
         dir.path().display()
     );
     let env = |k: &str| Some(format!("{k}-value"));
-    let p = config::load_str(Path::new("design.yaml"), &text, &env)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let p =
+        config::load_str(Path::new("design.yaml"), &text, &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(&p.api, Api::Simulator(s) if s.seed == 42));
     assert_eq!(p.reports.len(), wxcube::catalog::active().count());
     assert_eq!(p.dates, DateSpec::DaysBack(7));

@@ -239,7 +239,11 @@ impl<'a> Compiler<'a> {
         allowed: &[&str],
     ) -> Option<Fields<'n>> {
         let Kind::Map(entries) = &n.kind else {
-            self.type_error(n, path, &format!("a mapping with keys {}", allowed.join(", ")));
+            self.type_error(
+                n,
+                path,
+                &format!("a mapping with keys {}", allowed.join(", ")),
+            );
             return None;
         };
         let mut out = Vec::new();
@@ -311,11 +315,9 @@ impl<'a> Compiler<'a> {
                 }
             },
             // YAML reads integers too large for 64 bits as floats.
-            Kind::Float(x) if x.fract() == 0.0 && x.is_finite() => Some(if *x > 0.0 {
-                i128::MAX
-            } else {
-                i128::MIN
-            }),
+            Kind::Float(x) if x.fract() == 0.0 && x.is_finite() => {
+                Some(if *x > 0.0 { i128::MAX } else { i128::MIN })
+            }
             _ => {
                 self.type_error(n, path, "an integer");
                 None
@@ -357,13 +359,9 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let name = self
-            .require(&f, "name")
-            .and_then(|n| self.pipeline_name(n));
+        let name = self.require(&f, "name").and_then(|n| self.pipeline_name(n));
         let api = self.api(f.get("api"), key_node(root, "api"));
-        let accounts = self
-            .require(&f, "accounts")
-            .and_then(|n| self.accounts(n));
+        let accounts = self.require(&f, "accounts").and_then(|n| self.accounts(n));
         let reports = self.require(&f, "reports").and_then(|n| self.reports(n));
         let dates = self
             .require(&f, "dates")
@@ -434,7 +432,10 @@ impl<'a> Compiler<'a> {
     fn base_url(&mut self, n: &Node) -> Option<String> {
         let key = "api.base_url";
         let s = self.string(n, key)?;
-        let problem = match s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
+        let problem = match s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        {
             None => Some("expected an http:// or https:// URL"),
             Some(rest) if rest.split('/').next().unwrap_or("").is_empty() => {
                 Some("the URL has no host")
@@ -442,9 +443,9 @@ impl<'a> Compiler<'a> {
             Some(_) if s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                 Some("the URL must not contain spaces")
             }
-            Some(_) if s.contains(['?', '#']) => {
-                Some("the URL must not have a query or fragment; wxcube adds the paths and parameters")
-            }
+            Some(_) if s.contains(['?', '#']) => Some(
+                "the URL must not have a query or fragment; wxcube adds the paths and parameters",
+            ),
             Some(_) => None,
         };
         match problem {
@@ -773,14 +774,12 @@ impl<'a> Compiler<'a> {
 
     fn check_order(&mut self, start: DateRef, end: DateRef, end_node: &Node) -> Option<()> {
         let message = match (start, end) {
-            (DateRef::Abs(s), DateRef::Abs(e)) if e < s => format!(
-                "end {} is before start {}",
-                dates::fmt(e),
-                dates::fmt(s)
-            ),
-            (DateRef::DaysBack(s), DateRef::DaysBack(e)) if e > s => format!(
-                "end {{ days_back: {e} }} is before start {{ days_back: {s} }}"
-            ),
+            (DateRef::Abs(s), DateRef::Abs(e)) if e < s => {
+                format!("end {} is before start {}", dates::fmt(e), dates::fmt(s))
+            }
+            (DateRef::DaysBack(s), DateRef::DaysBack(e)) if e > s => {
+                format!("end {{ days_back: {e} }} is before start {{ days_back: {s} }}")
+            }
             _ => return Some(()),
         };
         self.error(Some(end_node), "dates.end", message);
@@ -1083,7 +1082,10 @@ fn check_writable(dir: &Path, from_env: bool) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let probe = dir.join(format!(".wxcube-write-check-{}-{nanos}", std::process::id()));
+    let probe = dir.join(format!(
+        ".wxcube-write-check-{}-{nanos}",
+        std::process::id()
+    ));
     match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -1104,10 +1106,7 @@ fn check_writable(dir: &Path, from_env: bool) -> Result<(), String> {
                 ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
                     format!("{dir} is not writable")
                 }
-                _ => format!(
-                    "cannot write to {dir}: {}",
-                    lowercase_first(&e.to_string())
-                ),
+                _ => format!("cannot write to {dir}: {}", lowercase_first(&e.to_string())),
             })
         }
     }
