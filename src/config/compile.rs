@@ -1207,9 +1207,7 @@ mod tests {
     #[test]
     fn interpolation_reaches_every_string_and_numbers() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = format!(
-            "version: 1\nname: ${{NAME}}-$${{literal}}\naccounts:\n  - name: ${{ACCOUNT:-brand}}\n    app_id: ${{APP_ID}}\n    app_secret: ${{SECRET}}\nreports:\n  - ${{REPORT}}\ndates:\n  start: ${{START}}\noutput:\n  uri: ${{OUT}}/x\n  partition: ${{PART:-year}}\nlimits:\n  max_in_flight: ${{INFLIGHT}}\n"
-        );
+        let text = "version: 1\nname: ${NAME}-$${literal}\naccounts:\n  - name: ${ACCOUNT:-brand}\n    app_id: ${APP_ID}\n    app_secret: ${SECRET}\nreports:\n  - ${REPORT}\ndates:\n  start: ${START}\noutput:\n  uri: ${OUT}/x\n  partition: ${PART:-year}\nlimits:\n  max_in_flight: ${INFLIGHT}\n";
         let out = dir.path().display().to_string();
         let env = |k: &str| {
             Some(match k {
@@ -1223,7 +1221,7 @@ mod tests {
                 _ => return None,
             })
         };
-        let p = load_str(Path::new("p.yaml"), &text, &env).unwrap_or_else(|e| panic!("{e}"));
+        let p = load_str(Path::new("p.yaml"), text, &env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.name, "n-${literal}");
         assert_eq!(p.accounts[0].name, "brand");
         assert_eq!(p.accounts[0].app_id, "wx9");
