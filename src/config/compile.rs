@@ -318,7 +318,7 @@ impl<'a> Compiler<'a> {
                 }
             },
             // YAML reads integers too large for 64 bits as floats.
-            Kind::Float(x) if x.fract() == 0.0 && x.is_finite() => {
+            Kind::Float(x) if x.is_finite() && x.abs() >= 9.0e18 => {
                 Some(if *x > 0.0 { i128::MAX } else { i128::MIN })
             }
             _ => {
