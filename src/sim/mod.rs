@@ -1,18 +1,245 @@
 //! The built-in WeChat API simulator (DESIGN §6).
 //!
-//! Interface used by the rest of wxcube (the body is being built):
-//! - `SimConfig`: the `api: { simulator: {...} }` block and `wxcube simulate` flags.
-//! - `start(cfg, clock)` serves on 127.0.0.1 on an ephemeral port and returns a handle.
-//! - `respond(...)`: the deterministic body a data endpoint returns, for tests.
+//! A faithful, deterministic stand-in for `api.weixin.qq.com` on loopback, written from the
+//! API reference rather than from wxcube's client, so the client is tested against
+//! something that behaves like WeChat:
+//! - `POST /cgi-bin/stable_token`, `GET /cgi-bin/token` with WeChat's token rules
+//!   (see `tokens`), and `POST /datacube/{api}` for every report of the catalogue, validated
+//!   in WeChat's order (§8.1) with its errcodes in HTTP 200 bodies.
+//! - Rows are pure functions of (seed, app_id, report, date) (see `data`): the same query
+//!   gives the same rows whatever the window or call order. Only the cumulative article
+//!   reports (stat days stop at yesterday) and `is_delay` also depend on "today".
+//! - Faults are a pure function of (seed, request counter): same seed, same fault sequence.
+//! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
+//!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
+//! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+mod data;
+mod rng;
+mod server;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+pub use data::respond;
+pub use server::{serve, start, SimHandle};
+
+/// The `api: { simulator: {...} }` block and `wxcube simulate` flags.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// Same seed, same rows.
     #[serde(default)]
     pub seed: u64,
+    /// Average articles an account publishes per day.
+    #[serde(default = "default_articles_per_day")]
+    pub articles_per_day: u32,
+    /// Added to every token and data response.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// The six legacy article reports answer 47009, as WeChat now does.
+    #[serde(default)]
+    pub legacy_retired: bool,
+    /// app_id -> secret. None: any app_id like `wx[0-9a-zA-Z_]{2,30}` with any non-empty
+    /// secret.
+    #[serde(default)]
+    pub accounts: Option<BTreeMap<String, String>>,
+    /// app_ids whose data calls get 48001.
+    #[serde(default)]
+    pub unauthorized: Vec<String>,
+    #[serde(default)]
+    pub faults: Faults,
+    /// Data calls per account per report per China day; beyond it, 45009.
+    #[serde(default)]
+    pub daily_quota: Option<u32>,
+}
+
+fn default_articles_per_day() -> u32 {
+    3
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            articles_per_day: default_articles_per_day(),
+            latency_ms: 0,
+            legacy_retired: false,
+            accounts: None,
+            unauthorized: Vec::new(),
+            faults: Faults::default(),
+            daily_quota: None,
+        }
+    }
+}
+
+// By hand: the account secrets must not print.
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let accounts = self.accounts.as_ref().map(|a| {
+            a.keys()
+                .map(|k| (k.as_str(), "***"))
+                .collect::<BTreeMap<_, _>>()
+        });
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("articles_per_day", &self.articles_per_day)
+            .field("latency_ms", &self.latency_ms)
+            .field("legacy_retired", &self.legacy_retired)
+            .field("accounts", &accounts)
+            .field("unauthorized", &self.unauthorized)
+            .field("faults", &self.faults)
+            .field("daily_quota", &self.daily_quota)
+            .finish()
+    }
+}
+
+/// Injected failures (DESIGN §6). They never change the rows a successful response carries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Probability that a request gets a fault (all kinds together).
+    #[serde(default)]
+    pub rate: f64,
+    /// Which faults may happen; default all.
+    #[serde(default = "FaultKind::all")]
+    pub kinds: Vec<FaultKind>,
+    /// How long a `slow` response waits before answering.
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: u64,
+}
+
+fn default_slow_ms() -> u64 {
+    3000
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate: 0.0,
+            kinds: FaultKind::all(),
+            slow_ms: default_slow_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// errcode -1 "system error".
+    Busy,
+    /// HTTP 503.
+    #[serde(rename = "http_5xx")]
+    Http5xx,
+    /// Waits `slow_ms`, then answers normally.
+    Slow,
+    /// Sends the headers and part of the body, then drops the connection.
+    Reset,
+    /// HTTP 200 with the body cut in half (Content-Length matches the cut body).
+    Truncated,
+    /// errcode 42001 for a valid token.
+    TokenExpired,
+    /// errcode 45011.
+    MinuteLimit,
+}
+
+impl FaultKind {
+    pub fn all() -> Vec<FaultKind> {
+        use FaultKind::*;
+        vec![
+            Busy,
+            Http5xx,
+            Slow,
+            Reset,
+            Truncated,
+            TokenExpired,
+            MinuteLimit,
+        ]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Busy => "busy",
+            FaultKind::Http5xx => "http_5xx",
+            FaultKind::Slow => "slow",
+            FaultKind::Reset => "reset",
+            FaultKind::Truncated => "truncated",
+            FaultKind::TokenExpired => "token_expired",
+            FaultKind::MinuteLimit => "minute_limit",
+        }
+    }
+}
+
+/// The fault the `n`-th request (0-based, token and data requests counted together in
+/// arrival order) gets. Token endpoints only ever get `busy` or `http_5xx`.
+pub fn fault_at(cfg: &SimConfig, n: u64, token_endpoint: bool) -> Option<FaultKind> {
+    let f = &cfg.faults;
+    if f.rate <= 0.0 || f.kinds.is_empty() {
+        return None;
+    }
+    let mut r = rng::Rng::new(&[cfg.seed, rng::hs("fault"), n]);
+    if !r.chance(f.rate) {
+        return None;
+    }
+    let kind = f.kinds[(r.next_u64() % f.kinds.len() as u64) as usize];
+    if token_endpoint && !matches!(kind, FaultKind::Busy | FaultKind::Http5xx) {
+        return None;
+    }
+    Some(kind)
+}
+
+/// errcode of a call whose answer was not a WeChat body (503, reset, truncated JSON).
+pub const HTTP_FAULT: i64 = -2;
+/// errcode of a call not answered (yet): in flight, or the client gave up.
+pub const NO_ANSWER: i64 = -3;
+
+/// Every request the simulator served (except `/_sim/*`), in arrival order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimStats {
+    pub calls: Vec<CallRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub path: String,
+    pub app_id: Option<String>,
+    /// Catalogue id of a data call.
+    pub report: Option<&'static str>,
+    pub begin: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+    /// 0 ok; WeChat's errcode; `HTTP_FAULT` (-2) or `NO_ANSWER` (-3).
+    pub errcode: i64,
+    /// Injected fault, if any.
+    pub fault: Option<FaultKind>,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+}
+
+impl SimStats {
+    pub fn data_calls(&self) -> impl Iterator<Item = &CallRecord> {
+        self.calls.iter().filter(|c| c.report.is_some())
+    }
+
+    /// Data calls per (app_id, report id); `ok_only` counts only errcode 0.
+    pub fn per_report(&self, ok_only: bool) -> BTreeMap<(String, &'static str), usize> {
+        let mut out = BTreeMap::new();
+        for c in self.data_calls() {
+            if ok_only && c.errcode != 0 {
+                continue;
+            }
+            if let (Some(app), Some(rep)) = (&c.app_id, c.report) {
+                *out.entry((app.clone(), rep)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
 }
 
 // TEMPORARY stub until the simulator lands.
