@@ -44,7 +44,7 @@ pub fn redact(text: &str) -> String {
                 out.push_str(k);
                 out.push_str("***");
                 let end = rest[k.len()..]
-                    .find(|c: char| c == '&' || c == ' ' || c == '"' || c == ')' || c == '\'')
+                    .find(['&', ' ', '"', ')', '\''])
                     .map(|i| i + k.len())
                     .unwrap_or(rest.len());
                 rest = &rest[end..];

@@ -241,22 +241,3 @@ impl SimStats {
         out
     }
 }
-
-// TEMPORARY stub until the simulator lands.
-pub struct SimHandle;
-impl SimHandle {
-    pub fn base_url(&self) -> String {
-        String::new()
-    }
-    pub async fn shutdown(self) {}
-}
-pub async fn start(_cfg: SimConfig, _clock: crate::dates::Clock) -> std::io::Result<SimHandle> {
-    Err(std::io::Error::other("simulator not built yet"))
-}
-pub async fn serve(
-    _cfg: SimConfig,
-    _clock: crate::dates::Clock,
-    _l: tokio::net::TcpListener,
-) -> std::io::Result<()> {
-    Err(std::io::Error::other("simulator not built yet"))
-}
