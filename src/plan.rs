@@ -329,7 +329,9 @@ mod tests {
                     && day <= ready
                     && match r.cadence {
                         Cadence::Daily => true,
-                        Cadence::Weekly => dates::is_monday(day) && day + Duration::days(6) <= ready,
+                        Cadence::Weekly => {
+                            dates::is_monday(day) && day + Duration::days(6) <= ready
+                        }
                         Cadence::Monthly => day.day() == 1 && dates::month_end(day) <= ready,
                     };
                 if ok {
@@ -340,7 +342,9 @@ mod tests {
             assert_eq!(got, want, "{} {start} {end} {ready}", r.id);
             let ws = cover(&got, r.span);
             assert_eq!(ws.len(), min_windows(&got, r.span));
-            assert!(ws.iter().all(|w| w.end <= ready && w.days() <= i64::from(r.span)));
+            assert!(ws
+                .iter()
+                .all(|w| w.end <= ready && w.days() <= i64::from(r.span)));
         }
     }
 }

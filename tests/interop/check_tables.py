@@ -80,7 +80,7 @@ for report, r in spec["reports"].items():
     try:
         con = duckdb.connect()
         rel = con.sql(f"select * from read_parquet('{glob}', hive_partitioning=true, hive_types={{'account': VARCHAR, '{part}': VARCHAR}})")
-        types = dict(zip(rel.columns, [str(t) for t in rel.types]))
+        types = dict(zip(rel.columns, [str(t).replace('"', '') for t in rel.types]))
         for c in r["columns"]:
             want = duck_type(c["type"])
             if types.get(c["name"]) != want:
@@ -88,12 +88,12 @@ for report, r in spec["reports"].items():
         for k in ("account", part):
             if types.get(k) != "VARCHAR":
                 fail(f"duckdb {report}: hive column {k} is {types.get(k)}")
-        n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchone()[0]
+        n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchall()[0][0]
         if n != want_rows:
             fail(f"duckdb {report}: {n} rows != {want_rows}")
         labels = [c["name"] for c in r["columns"] if c["type"] == "Dictionary<Utf8>"]
         for lab in labels:
-            bad = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true) where {lab} is null or {lab} = ''").fetchone()[0]
+            bad = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true) where {lab} is null or {lab} = ''").fetchall()[0][0]
             if bad:
                 fail(f"duckdb {report}.{lab}: {bad} empty labels")
     except Exception as e:  # noqa: BLE001

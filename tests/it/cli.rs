@@ -31,7 +31,8 @@ fn invalid_pipelines_exit_2_with_their_message_and_write_nothing() {
         if p.extension().is_none_or(|x| x != "yaml") {
             continue;
         }
-        let expected = std::fs::read_to_string(p.with_extension("expected")).expect("expected file");
+        let expected =
+            std::fs::read_to_string(p.with_extension("expected")).expect("expected file");
         let text = std::fs::read_to_string(&p).expect("fixture");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = std::process::Command::new(bin());
@@ -43,7 +44,11 @@ fn invalid_pipelines_exit_2_with_their_message_and_write_nothing() {
                 }
             }
         }
-        for args in [vec!["validate"], vec!["run", "--today", "2026-01-20"], vec!["plan"]] {
+        for args in [
+            vec!["validate"],
+            vec!["run", "--today", "2026-01-20"],
+            vec!["plan"],
+        ] {
             let o = cmd.args(&args).arg(&p).output().expect("run");
             cmd = std::process::Command::new(bin());
             cmd.current_dir(dir.path());
@@ -54,10 +59,20 @@ fn invalid_pipelines_exit_2_with_their_message_and_write_nothing() {
                     }
                 }
             }
-            assert_eq!(o.status.code(), Some(2), "{} ({args:?}): {}", p.display(), stderr(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{} ({args:?}): {}",
+                p.display(),
+                stderr(&o)
+            );
             let err = stderr(&o);
             for line in expected.lines().filter(|l| !l.trim().is_empty()) {
-                assert!(err.contains(line.trim()), "{} ({args:?}): expected {line:?} in:\n{err}", p.display());
+                assert!(
+                    err.contains(line.trim()),
+                    "{} ({args:?}): expected {line:?} in:\n{err}",
+                    p.display()
+                );
             }
             let left: Vec<_> = std::fs::read_dir(dir.path()).expect("tempdir").collect();
             assert!(left.is_empty(), "{}: {args:?} wrote {left:?}", p.display());
@@ -70,12 +85,19 @@ fn invalid_pipelines_exit_2_with_their_message_and_write_nothing() {
 #[test]
 fn bad_command_lines_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(dir.path(), "p.yaml", &pipeline("all", "  days_back: 3", "./out", ""));
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline("all", "  days_back: 3", "./out", ""),
+    );
     let ps = p.to_str().expect("utf8");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", ps, "--today", "2026-13-01"], "--today"),
         (vec!["run", ps, "--today", "20260101"], "--today"),
-        (vec!["run", ps, "--reports", "user_sumary"], "did you mean \"user_summary\""),
+        (
+            vec!["run", ps, "--reports", "user_sumary"],
+            "did you mean \"user_summary\"",
+        ),
         (vec!["run", ps, "--accounts", "nobody"], "nobody"),
         (vec!["run", ps, "--progress", "sometimes"], "--progress"),
         (vec!["run", ps, "--log-format", "xml"], "--log-format"),
@@ -87,7 +109,11 @@ fn bad_command_lines_exit_2() {
     for (args, needle) in cases {
         let o = wxcube(&args, dir.path());
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(needle), "{args:?}: expected {needle:?} in {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: expected {needle:?} in {}",
+            stderr(&o)
+        );
         assert!(!dir.path().join("out").exists(), "{args:?} wrote output");
     }
 }

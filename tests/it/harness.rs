@@ -14,7 +14,11 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn wxcube(args: &[&str], dir: &Path) -> Output {
-    Command::new(bin()).args(args).current_dir(dir).output().expect("run wxcube")
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run wxcube")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -30,8 +34,16 @@ pub struct Acct {
     pub app_id: &'static str,
 }
 
-pub const ACCOUNTS: [Acct; 2] =
-    [Acct { name: "brand_cn", app_id: "wxtest0000000001" }, Acct { name: "shop_sh", app_id: "wxtest0000000002" }];
+pub const ACCOUNTS: [Acct; 2] = [
+    Acct {
+        name: "brand_cn",
+        app_id: "wxtest0000000001",
+    },
+    Acct {
+        name: "shop_sh",
+        app_id: "wxtest0000000002",
+    },
+];
 
 /// A pipeline against the embedded simulator.
 pub fn pipeline(reports: &str, dates: &str, out: &str, extra: &str) -> String {
@@ -69,7 +81,9 @@ pub fn read_rows(root: &Path, report: &str, account: &str) -> Vec<Value> {
 }
 
 pub fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -99,7 +113,11 @@ fn cell(c: &ArrayRef, i: usize) -> Value {
     }
     match c.data_type() {
         DataType::Date32 => {
-            json!(wxcube::transform::from_date32(c.as_primitive::<Date32Type>().value(i)).format("%Y-%m-%d").to_string())
+            json!(
+                wxcube::transform::from_date32(c.as_primitive::<Date32Type>().value(i))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            )
         }
         DataType::Int64 => json!(c.as_primitive::<Int64Type>().value(i)),
         DataType::Int32 => json!(c.as_primitive::<Int32Type>().value(i)),
@@ -139,7 +157,11 @@ pub fn expected_rows(report: &Report, resp: &Value) -> Vec<Value> {
     for item in list {
         let nested: Vec<Option<&Value>> = match report.shape {
             Shape::List => vec![None],
-            Shape::Flatten(k) => item.get(k).and_then(Value::as_array).map(|a| a.iter().map(Some).collect()).unwrap_or_default(),
+            Shape::Flatten(k) => item
+                .get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(Some).collect())
+                .unwrap_or_default(),
         };
         for n in nested {
             let mut m = serde_json::Map::new();
@@ -197,7 +219,10 @@ pub fn expected_rows(report: &Report, resp: &Value) -> Vec<Value> {
 
 /// Rows as a sorted multiset of canonical strings, for order-free comparison.
 pub fn canon(rows: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = rows.iter().map(|r| serde_json::to_string(&sorted(r)).expect("json")).collect();
+    let mut v: Vec<String> = rows
+        .iter()
+        .map(|r| serde_json::to_string(&sorted(r)).expect("json"))
+        .collect();
     v.sort();
     v
 }
@@ -216,7 +241,17 @@ fn sorted(v: &Value) -> Value {
 
 /// Duplicate natural keys in a table's rows.
 pub fn duplicate_keys(report: &Report, rows: &[Value]) -> usize {
-    let mut keys: Vec<String> = rows.iter().map(|r| report.key.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>().join("|")).collect();
+    let mut keys: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            report
+                .key
+                .iter()
+                .map(|k| r[*k].to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
     let n = keys.len();
     keys.sort();
     keys.dedup();

@@ -11,7 +11,9 @@ use wxcube::catalog::REPORTS;
 use crate::harness::*;
 
 pub fn python() -> Option<PathBuf> {
-    std::env::var_os("WXCUBE_TEST_PYTHON").map(PathBuf::from).filter(|p| p.exists())
+    std::env::var_os("WXCUBE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
 }
 
 pub fn s3_enabled() -> bool {
@@ -24,17 +26,40 @@ pub fn create_bucket(bucket: &str) {
     let code = format!(
         "import boto3,os\nboto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_bucket(Bucket='{bucket}')"
     );
-    let o = Command::new(py).args(["-c", &code]).output().expect("python");
-    assert!(o.status.success(), "create bucket: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(py)
+        .args(["-c", &code])
+        .output()
+        .expect("python");
+    assert!(
+        o.status.success(),
+        "create bucket: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn all_reports() -> String {
-    format!("[{}]", REPORTS.iter().map(|r| r.id).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        REPORTS.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn run(dir: &Path, out: &str) -> Value {
-    let p = write(dir, "p.yaml", &pipeline(&all_reports(), "  start: 2025-10-20", out, ""));
-    let o = wxcube(&["run", p.to_str().expect("utf8"), "--today", "2026-01-10", "--json"], dir);
+    let p = write(
+        dir,
+        "p.yaml",
+        &pipeline(&all_reports(), "  start: 2025-10-20", out, ""),
+    );
+    let o = wxcube(
+        &[
+            "run",
+            p.to_str().expect("utf8"),
+            "--today",
+            "2026-01-10",
+            "--json",
+        ],
+        dir,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     serde_json::from_str(&stdout(&o)).expect("json")
 }
@@ -51,7 +76,10 @@ fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
             .sum();
         let o = wxcube(&["schema", r.id, "--json"], dir);
         let schema: Value = serde_json::from_str(&stdout(&o)).expect("schema json");
-        reports.insert(r.id.to_string(), json!({"rows": rows, "partition": "month", "columns": schema["columns"]}));
+        reports.insert(
+            r.id.to_string(),
+            json!({"rows": rows, "partition": "month", "columns": schema["columns"]}),
+        );
     }
     let mut s = json!({"root": root.to_str().expect("utf8"), "reports": reports});
     if let Some(s3) = s3 {
@@ -65,7 +93,11 @@ fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
 fn check(spec: &Path) {
     let py = python().expect("python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_tables.py");
-    let o = Command::new(py).arg(script).arg(spec).output().expect("python");
+    let o = Command::new(py)
+        .arg(script)
+        .arg(spec)
+        .output()
+        .expect("python");
     assert!(
         o.status.success(),
         "readers disagree with wxcube:\n{}{}",
@@ -86,7 +118,10 @@ fn duckdb_polars_pyarrow_read_every_table() {
     let s3 = if s3_enabled() {
         create_bucket("interop");
         let s3report = run(dir.path(), "s3://interop/tables");
-        assert_eq!(s3report["rows"], report["rows"], "S3 run writes the same rows as the local run");
+        assert_eq!(
+            s3report["rows"], report["rows"],
+            "S3 run writes the same rows as the local run"
+        );
         Some(json!({
             "uri": "s3://interop/tables",
             "endpoint": std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL"),

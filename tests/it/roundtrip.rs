@@ -11,7 +11,10 @@ use crate::harness::*;
 const TODAY: &str = "2026-01-20";
 
 fn all_reports() -> String {
-    format!("[{}]", REPORTS.iter().map(|r| r.id).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        REPORTS.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn expected(report: &'static catalog::Report, app_id: &str, start: NaiveDate) -> Vec<Value> {
@@ -28,7 +31,13 @@ fn expected(report: &'static catalog::Report, app_id: &str, start: NaiveDate) ->
 
 fn run_json(dir: &std::path::Path, args: &[&str]) -> Value {
     let o = wxcube(args, dir);
-    assert_eq!(o.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     serde_json::from_str(&stdout(&o)).expect("run --json prints JSON")
 }
 
@@ -36,10 +45,20 @@ fn run_json(dir: &std::path::Path, args: &[&str]) -> Value {
 fn every_report_equals_the_api_and_reruns_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let start = "2025-10-25";
-    let p = write(dir.path(), "p.yaml", &pipeline(&all_reports(), &format!("  start: {start}"), "./out", ""));
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline(&all_reports(), &format!("  start: {start}"), "./out", ""),
+    );
     let ps = p.to_str().expect("utf8");
-    let report = run_json(dir.path(), &["run", ps, "--today", TODAY, "--json", "--progress", "never"]);
-    assert_eq!(report["data_calls"], report["planned_calls"], "one call per planned window, no more");
+    let report = run_json(
+        dir.path(),
+        &["run", ps, "--today", TODAY, "--json", "--progress", "never"],
+    );
+    assert_eq!(
+        report["data_calls"], report["planned_calls"],
+        "one call per planned window, no more"
+    );
     assert!(report["planned_calls"].as_u64().unwrap_or(0) > 100);
 
     let root = dir.path().join("out");
@@ -49,7 +68,11 @@ fn every_report_equals_the_api_and_reruns_change_nothing() {
         for a in &ACCOUNTS {
             let got = read_rows(&root, r.id, a.name);
             let want = expected(r, a.app_id, start);
-            assert!(!want.is_empty(), "{}: the simulator returned no rows for the range", r.id);
+            assert!(
+                !want.is_empty(),
+                "{}: the simulator returned no rows for the range",
+                r.id
+            );
             let (g, w) = (canon(&got), canon(&want));
             assert_eq!(g.len(), w.len(), "{} {}: row count", r.id, a.name);
             for (x, y) in g.iter().zip(&w) {
@@ -61,15 +84,38 @@ fn every_report_equals_the_api_and_reruns_change_nothing() {
     }
 
     // The same pipeline again, ignoring state: the same rows, no duplicates.
-    let again = run_json(dir.path(), &["run", ps, "--today", TODAY, "--json", "--full-refresh"]);
+    let again = run_json(
+        dir.path(),
+        &["run", ps, "--today", TODAY, "--json", "--full-refresh"],
+    );
     assert_eq!(again["data_calls"], report["data_calls"]);
     // An overlapping, shorter range merges into the same table.
-    let p2 = write(dir.path(), "p2.yaml", &pipeline(&all_reports(), "  days_back: 12", "./out", ""));
-    run_json(dir.path(), &["run", p2.to_str().expect("utf8"), "--today", TODAY, "--json", "--full-refresh"]);
+    let p2 = write(
+        dir.path(),
+        "p2.yaml",
+        &pipeline(&all_reports(), "  days_back: 12", "./out", ""),
+    );
+    run_json(
+        dir.path(),
+        &[
+            "run",
+            p2.to_str().expect("utf8"),
+            "--today",
+            TODAY,
+            "--json",
+            "--full-refresh",
+        ],
+    );
     let mut i = 0;
     for r in REPORTS {
         for a in &ACCOUNTS {
-            assert_eq!(canon(&read_rows(&root, r.id, a.name)), first[i], "{} {} after re-runs", r.id, a.name);
+            assert_eq!(
+                canon(&read_rows(&root, r.id, a.name)),
+                first[i],
+                "{} {} after re-runs",
+                r.id,
+                a.name
+            );
             i += 1;
         }
     }
@@ -78,19 +124,41 @@ fn every_report_equals_the_api_and_reruns_change_nothing() {
 #[test]
 fn a_second_run_fetches_only_what_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(dir.path(), "p.yaml", &pipeline("all", "  days_back: 20", "./out", ""));
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline("all", "  days_back: 20", "./out", ""),
+    );
     let ps = p.to_str().expect("utf8");
     let first = run_json(dir.path(), &["run", ps, "--today", TODAY, "--json"]);
     assert!(first["data_calls"].as_u64().unwrap_or(0) > 0);
     // Same day: only provisional windows (is_delay) may be fetched again.
-    let plan: Value = serde_json::from_str(&stdout(&wxcube(&["plan", ps, "--today", TODAY, "--json"], dir.path())))
-        .expect("plan --json");
+    let plan: Value = serde_json::from_str(&stdout(&wxcube(
+        &["plan", ps, "--today", TODAY, "--json"],
+        dir.path(),
+    )))
+    .expect("plan --json");
     let second = run_json(dir.path(), &["run", ps, "--today", TODAY, "--json"]);
-    let planned: u64 = plan["tasks"].as_array().expect("tasks").iter().map(|t| t["windows"].as_array().map_or(0, |w| w.len() as u64)).sum();
-    assert_eq!(second["data_calls"].as_u64(), Some(planned), "plan predicts the calls");
-    assert!(planned < first["data_calls"].as_u64().unwrap_or(0) / 4, "second run refetches little: {planned}");
+    let planned: u64 = plan["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["windows"].as_array().map_or(0, |w| w.len() as u64))
+        .sum();
+    assert_eq!(
+        second["data_calls"].as_u64(),
+        Some(planned),
+        "plan predicts the calls"
+    );
+    assert!(
+        planned < first["data_calls"].as_u64().unwrap_or(0) / 4,
+        "second run refetches little: {planned}"
+    );
     // A day later: one new day per daily report (plus revisions), far fewer than the first run.
     let next = run_json(dir.path(), &["run", ps, "--today", "2026-01-21", "--json"]);
     let n = next["data_calls"].as_u64().unwrap_or(0);
-    assert!(n >= 15 && n < first["data_calls"].as_u64().unwrap_or(0) / 2, "next day calls: {n}");
+    assert!(
+        n >= 15 && n < first["data_calls"].as_u64().unwrap_or(0) / 2,
+        "next day calls: {n}"
+    );
 }

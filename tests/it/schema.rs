@@ -24,5 +24,9 @@ fn schemas_match_golden_files() {
             mismatches.push(format!("{}:\n--- golden\n{want}\n--- now\n{got}", r.id));
         }
     }
-    assert!(mismatches.is_empty(), "schema changed (tables must keep one schema forever):\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "schema changed (tables must keep one schema forever):\n{}",
+        mismatches.join("\n")
+    );
 }
