@@ -523,7 +523,8 @@ fn print_summary(out: &mut impl Write, r: &RunReport) {
         "{:<24} {:>8} {:>8} {:>10} {:>6} {:>10}  status",
         "report", "calls", "planned", "rows", "files", "bytes"
     );
-    let mut by_report: Vec<(&str, u64, usize, u64, usize, u64, Vec<String>)> = Vec::new();
+    type Line<'a> = (&'a str, u64, usize, u64, usize, u64, Vec<String>);
+    let mut by_report: Vec<Line> = Vec::new();
     for t in &r.tasks {
         let i = match by_report.iter().position(|x| x.0 == t.report) {
             Some(i) => i,

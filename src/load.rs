@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
 };
@@ -256,11 +256,6 @@ pub async fn read_table(
         .map(|b| b.with_schema(Arc::clone(&target)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(concat_batches(&target, &parts)?))
-}
-
-/// Row count of a null-free boolean mask, for messages.
-pub fn count_true(m: &BooleanArray) -> usize {
-    m.true_count() + m.null_count() * 0
 }
 
 #[cfg(test)]

@@ -375,10 +375,12 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
                     .and_then(as_f64)
                     .ok_or_else(|| type_err(row, col, "{position, rate}", e))?;
                 let sb = b.values();
-                sb.field_builder::<Int32Builder>(0)
-                    .map(|f| f.append_value(pos));
-                sb.field_builder::<Float64Builder>(1)
-                    .map(|f| f.append_value(rate));
+                if let Some(f) = sb.field_builder::<Int32Builder>(0) {
+                    f.append_value(pos);
+                }
+                if let Some(f) = sb.field_builder::<Float64Builder>(1) {
+                    f.append_value(rate);
+                }
                 sb.append(true);
             }
             b.append(true);
