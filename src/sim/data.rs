@@ -1105,7 +1105,7 @@ impl Gen {
             let hour_max = if h == busiest {
                 max
             } else {
-                count(hour_avg * r.range(1.5, 12.0)).min(max)
+                count(hour_avg * r.range(1.5, 4.0)).min(max)
             };
             out.push(json!({
                 "ref_date": fmt(d), "ref_hour": h * 100, "callback_count": cb[h],

@@ -10,6 +10,10 @@
 //!   gives the same rows whatever the window or call order. Only the cumulative article
 //!   reports (stat days stop at yesterday) and `is_delay` also depend on "today".
 //! - Faults are a pure function of (seed, request counter): same seed, same fault sequence.
+//!   Gateway-level ones (`http_5xx`, `reset`, `slow`) strike before any validation; errcode
+//!   ones (`busy`, `token_expired`, `minute_limit`) after the token check; `truncated` cuts
+//!   whatever body the request earned. A faulted call does not use the daily quota, except
+//!   `slow` and `truncated`, which WeChat would have served.
 //! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
 //!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
 //! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.

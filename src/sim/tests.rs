@@ -892,3 +892,66 @@ fn legacy_reports_are_the_six_retired_ones() {
     );
     assert_eq!(d("2026-03-09").weekday(), Weekday::Mon);
 }
+
+/// Every data call faulted with one kind: what the client sees.
+async fn only(kind: FaultKind) -> (Seen, std::time::Duration, i64) {
+    let cfg = SimConfig {
+        faults: Faults {
+            rate: 1.0,
+            kinds: vec![kind],
+            slow_ms: 80,
+        },
+        ..SimConfig::default()
+    };
+    let sim = start(cfg, pinned()).await.unwrap();
+    let (base, c) = (sim.base_url(), client());
+    // Token endpoints get only busy and 5xx; then data calls go with an unknown token.
+    let tok = match kind {
+        FaultKind::Busy | FaultKind::Http5xx => {
+            let r = c
+                .post(format!("{base}/cgi-bin/stable_token"))
+                .json(&json!({"grant_type": "client_credential", "appid": APP, "secret": "s"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            if kind == FaultKind::Busy {
+                assert!(status == 200 && body.contains("\"errcode\":-1"), "{body}");
+            } else {
+                assert_eq!(status, 503);
+            }
+            "unknown".to_string()
+        }
+        _ => token(&stable(&c, &base, APP, "s", false).await),
+    };
+    let url = format!("{base}/datacube/getusercumulate?access_token={tok}");
+    let t0 = std::time::Instant::now();
+    let seen = try_data(
+        &c,
+        &url,
+        &json!({"begin_date": "2026-03-01", "end_date": "2026-03-01"}),
+    )
+    .await;
+    let took = t0.elapsed();
+    let code = sim.stats().calls.last().unwrap().errcode;
+    sim.shutdown().await;
+    (seen, took, code)
+}
+
+#[tokio::test]
+async fn each_fault_kind_looks_like_the_real_failure() {
+    let (seen, _, code) = only(FaultKind::Reset).await;
+    assert_eq!((seen, code), (Seen::Broken, HTTP_FAULT));
+    let (seen, took, code) = only(FaultKind::Slow).await;
+    assert!(matches!(seen, Seen::Ok(_)) && code == 0);
+    assert!(took >= std::time::Duration::from_millis(80));
+    assert_eq!(only(FaultKind::Http5xx).await.0, Seen::Status(503));
+    // Busy comes after the token check (mixed-fault test: -1 for a valid token).
+    assert_eq!(only(FaultKind::Busy).await.0, Seen::Code(40001));
+    assert_eq!(only(FaultKind::TokenExpired).await.0, Seen::Code(42001));
+    assert_eq!(only(FaultKind::MinuteLimit).await.0, Seen::Code(45011));
+    // Truncated: a complete HTTP response whose JSON is cut.
+    let (seen, _, code) = only(FaultKind::Truncated).await;
+    assert_eq!((seen, code), (Seen::Broken, HTTP_FAULT));
+}
