@@ -260,7 +260,8 @@ impl Gen {
         Gen {
             seed,
             app,
-            articles_per_day: f64::from(cfg.articles_per_day),
+            // Bounded so a typo cannot make every request generate millions of articles.
+            articles_per_day: f64::from(cfg.articles_per_day.min(64)),
             profile,
             articles: RefCell::new(HashMap::new()),
         }
