@@ -955,3 +955,99 @@ async fn each_fault_kind_looks_like_the_real_failure() {
     let (seen, _, code) = only(FaultKind::Truncated).await;
     assert_eq!((seen, code), (Seen::Broken, HTTP_FAULT));
 }
+
+/// Every field the simulator sends is a catalogue column, and every non-nullable column is
+/// always sent: the transform can decode what the simulator serves.
+#[test]
+fn responses_match_the_catalogue_columns() {
+    use crate::catalog::{Shape, Src};
+    let c = cfg(13);
+    for r in REPORTS {
+        let wanted = |pick: fn(&Src) -> Option<&'static str>, required: bool| -> BTreeSet<&str> {
+            r.columns
+                .iter()
+                .filter(|col| !required || !col.nullable)
+                .filter_map(|col| pick(&col.src))
+                .collect()
+        };
+        let item_f = |s: &Src| if let Src::Item(f) = s { Some(*f) } else { None };
+        let detail_f = |s: &Src| {
+            if let Src::Detail(f) = s {
+                Some(*f)
+            } else {
+                None
+            }
+        };
+        let nested_f = |s: &Src| {
+            if let Src::Nested(f) = s {
+                Some(*f)
+            } else {
+                None
+            }
+        };
+        let resp_f = |s: &Src| {
+            if let Src::Response(f) = s {
+                Some(*f)
+            } else {
+                None
+            }
+        };
+        let keys =
+            |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+        let check =
+            |got: BTreeSet<String>, all: BTreeSet<&str>, req: BTreeSet<&str>, what: &str| {
+                for k in &got {
+                    assert!(
+                        all.contains(k.as_str()),
+                        "{}: {what} field {k} is no column",
+                        r.id
+                    );
+                }
+                for k in req {
+                    assert!(got.contains(k), "{}: {what} lacks required {k}", r.id);
+                }
+            };
+        let (from, to) = match r.cadence {
+            Cadence::Daily => ("2026-01-01", "2026-01-20"),
+            _ => ("2025-10-01", "2026-02-01"),
+        };
+        let mut x = d(from);
+        let mut n = 0;
+        while x <= d(to) {
+            let body = respond(&c, d(TODAY), r, APP, x, x);
+            let mut top = wanted(resp_f, false);
+            top.insert("list");
+            check(keys(&body), top.clone(), top, "response");
+            for item in list(&body) {
+                n += 1;
+                let mut all = wanted(item_f, false);
+                let mut req = wanted(item_f, true);
+                if !wanted(detail_f, false).is_empty() {
+                    all.insert("detail");
+                    req.insert("detail");
+                    check(
+                        keys(&item["detail"]),
+                        wanted(detail_f, false),
+                        wanted(detail_f, true),
+                        "detail",
+                    );
+                }
+                if let Shape::Flatten(arr) = r.shape {
+                    all.insert(arr);
+                    req.insert(arr);
+                    for e in item[arr].as_array().unwrap() {
+                        check(
+                            keys(e),
+                            wanted(nested_f, false),
+                            wanted(nested_f, true),
+                            arr,
+                        );
+                    }
+                }
+                check(keys(item), all, req, "item");
+            }
+            x += Duration::days(1);
+        }
+        assert!(n > 0, "{}", r.id);
+    }
+}
