@@ -260,7 +260,8 @@ impl Gen {
         Gen {
             seed,
             app,
-            articles_per_day: f64::from(cfg.articles_per_day),
+            // Bounded so a typo cannot make every request generate millions of articles.
+            articles_per_day: f64::from(cfg.articles_per_day.min(64)),
             profile,
             articles: RefCell::new(HashMap::new()),
         }
@@ -1105,7 +1106,7 @@ impl Gen {
             let hour_max = if h == busiest {
                 max
             } else {
-                count(hour_avg * r.range(1.5, 12.0)).min(max)
+                count(hour_avg * r.range(1.5, 4.0)).min(max)
             };
             out.push(json!({
                 "ref_date": fmt(d), "ref_hour": h * 100, "callback_count": cb[h],

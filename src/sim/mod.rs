@@ -10,9 +10,15 @@
 //!   gives the same rows whatever the window or call order. Only the cumulative article
 //!   reports (stat days stop at yesterday) and `is_delay` also depend on "today".
 //! - Faults are a pure function of (seed, request counter): same seed, same fault sequence.
+//!   Gateway-level ones (`http_5xx`, `reset`, `slow`) strike before any validation; errcode
+//!   ones (`busy`, `token_expired`, `minute_limit`) after the token check; `truncated` cuts
+//!   whatever body the request earned. A faulted call does not use the daily quota, except
+//!   `slow` and `truncated`, which WeChat would have served.
 //! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
 //!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
 //! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.
+//! - Token lifetimes run on tokio's clock: a test under `tokio::time::pause()` can
+//!   `advance` past expiry. "Today" is the pinned `--today`, else the China date.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,7 +44,7 @@ pub struct SimConfig {
     /// Same seed, same rows.
     #[serde(default)]
     pub seed: u64,
-    /// Average articles an account publishes per day.
+    /// Average articles an account publishes per day (at most 64 are honoured).
     #[serde(default = "default_articles_per_day")]
     pub articles_per_day: u32,
     /// Added to every token and data response.

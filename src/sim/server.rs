@@ -98,6 +98,21 @@ impl Shared {
         }
     }
 
+    /// Records the outcome of a call.
+    fn done(&self, idx: usize, errcode: i64) {
+        if let Some(c) = self.lock().calls.get_mut(idx) {
+            c.errcode = errcode;
+            tracing::debug!(
+                path = %c.path,
+                app_id = c.app_id.as_deref().unwrap_or("-"),
+                report = c.report.unwrap_or("-"),
+                errcode,
+                fault = c.fault.map_or("-", FaultKind::as_str),
+                "simulator call"
+            );
+        }
+    }
+
     fn rid(&self, n: u64) -> String {
         let mut r = Rng::new(&[self.cfg.seed, hs("rid"), n]);
         format!(
@@ -119,7 +134,7 @@ impl Shared {
 
     /// A WeChat error body (HTTP 200), logged under `idx`.
     fn error(&self, idx: usize, n: u64, errcode: i64) -> Response {
-        self.update(idx, |c| c.errcode = errcode);
+        self.done(idx, errcode);
         json_response(StatusCode::OK, self.error_bytes(n, errcode))
     }
 
@@ -137,7 +152,7 @@ impl Shared {
     fn http_fault(&self, idx: usize, fault: Option<FaultKind>) -> Option<Response> {
         match fault {
             Some(FaultKind::Http5xx) => {
-                self.update(idx, |c| c.errcode = HTTP_FAULT);
+                self.done(idx, HTTP_FAULT);
                 let mut r = Response::new(Body::from(
                     "<html><body>503 Service Unavailable</body></html>",
                 ));
@@ -147,7 +162,7 @@ impl Shared {
                 Some(r)
             }
             Some(FaultKind::Reset) => {
-                self.update(idx, |c| c.errcode = HTTP_FAULT);
+                self.done(idx, HTTP_FAULT);
                 let chunks: Vec<Result<Bytes, io::Error>> = vec![
                     Ok(Bytes::from_static(b"{\"list\":[{\"ref_date\":\"")),
                     Err(io::Error::new(
@@ -343,7 +358,7 @@ async fn classic_token(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
     let grant = sh.lock().tokens.classic(&app_id, now);
     match grant {
         Ok((token, expires_in)) => {
-            sh.update(idx, |c| c.errcode = 0);
+            sh.done(idx, 0);
             grant_response(token, expires_in)
         }
         Err(code) => sh.error(idx, n, code),
@@ -399,7 +414,7 @@ async fn stable_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
     let grant = sh.lock().tokens.stable(&app_id, force, now, today);
     match grant {
         Ok((token, expires_in)) => {
-            sh.update(idx, |c| c.errcode = 0);
+            sh.done(idx, 0);
             grant_response(token, expires_in)
         }
         Err(code) => sh.error(idx, n, code),
@@ -439,7 +454,7 @@ async fn datacube(
     } else {
         code
     };
-    sh.update(idx, |c| c.errcode = code);
+    sh.done(idx, code);
     json_response(StatusCode::OK, bytes)
 }
 
@@ -587,6 +602,14 @@ impl SimHandle {
                 task.abort();
             }
         }
+    }
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
