@@ -860,4 +860,3 @@ mod tests {
         assert_eq!(SCENE_DESC.str("新场景"), "unknown");
     }
 }
-

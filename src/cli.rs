@@ -224,6 +224,7 @@ fn options(c: &Common, full_refresh: bool) -> Result<Options, Failure> {
         reports: c.reports.as_deref().map(resolve_reports).transpose()?,
         full_refresh,
         retry: None,
+        observer: None,
     })
 }
 

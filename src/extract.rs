@@ -9,6 +9,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -209,7 +210,7 @@ pub struct Extractor {
     global: DefaultDirectRateLimiter,
     pub retry: RetryPolicy,
     jitter: Jitter,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 /// A successful window.
@@ -238,7 +239,7 @@ impl Extractor {
             global: RateLimiter::direct(Quota::per_second(g).allow_burst(NonZeroU32::MIN)),
             retry,
             jitter: Jitter::new(seed),
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
         })
     }
 

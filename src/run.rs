@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{self, Report};
 use crate::dates::Clock;
-use crate::extract::{AccountClient, Extractor, FetchError, RetryPolicy};
+use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
 use crate::load::{self, partitions_of, split};
 use crate::pipeline::{Api, Pipeline, DEFAULT_BASE_URL};
 use crate::plan::{self, Plan, Window};
@@ -30,12 +30,50 @@ use crate::state::{self, ReportState, Stop};
 use crate::store::{Store, StoreError};
 use crate::transform::from_date32;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub accounts: Option<Vec<String>>,
     pub reports: Option<Vec<&'static Report>>,
     pub full_refresh: bool,
     pub retry: Option<RetryPolicy>,
+    /// Told about progress as the run goes (progress bars, tests).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Hooks into a run's progress. Called from the loader, one event at a time, so an
+/// implementation needs no ordering of its own. Live call/retry counts are in `counters`.
+pub trait Observer: Send + Sync {
+    fn started(&self, _plan: &Plan, _counters: Arc<Counters>) {}
+    /// A window arrived: its rows and the calls it took (retries included).
+    fn window_done(
+        &self,
+        _account: &str,
+        _report: &'static str,
+        _window: Window,
+        _rows: usize,
+        _calls: u32,
+    ) {
+    }
+    fn window_deferred(
+        &self,
+        _account: &str,
+        _report: &'static str,
+        _window: Window,
+        _reason: &str,
+    ) {
+    }
+    fn window_failed(&self, _account: &str, _report: &'static str, _window: Window, _reason: &str) {
+    }
+    fn committed(
+        &self,
+        _account: &str,
+        _report: &'static str,
+        _partition: &str,
+        _rows: usize,
+        _bytes: usize,
+    ) {
+    }
+    fn finished(&self, _report: &RunReport) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +269,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             .map_err(|e| RunError::Setup(e.to_string()))?,
     );
 
+    if let Some(o) = &opts.observer {
+        o.started(&plan, Arc::clone(&ex.counters));
+    }
     let mut reports: Vec<TaskReport> = plan
         .tasks
         .iter()
@@ -330,6 +371,15 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 is_delay,
                 calls,
             } => {
+                if let Some(o) = &opts.observer {
+                    o.window_done(
+                        &tr.account,
+                        tr.report.id,
+                        msg.window,
+                        batch.num_rows(),
+                        calls,
+                    );
+                }
                 rep.calls += u64::from(calls);
                 rep.windows_done += 1;
                 let batch = within(&batch, &msg.window, tr.report, &tr.account);
@@ -346,11 +396,17 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 }
             }
             Outcome::Deferred(reason) => {
+                if let Some(o) = &opts.observer {
+                    o.window_deferred(&tr.account, tr.report.id, msg.window, &reason);
+                }
                 rep.deferred.push(msg.window);
                 rep.reason.get_or_insert(reason);
                 tr.open.remove(&msg.window);
             }
             Outcome::Failed(reason) => {
+                if let Some(o) = &opts.observer {
+                    o.window_failed(&tr.account, tr.report.id, msg.window, &reason);
+                }
                 rep.failed.push(msg.window);
                 rep.reason.get_or_insert(reason);
                 tr.open.remove(&msg.window);
@@ -388,6 +444,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     rep.bytes += c.bytes as u64;
                     rep.rows += rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                     tracing::info!(account = %tr.account, report = tr.report.id, partition = %part, rows = c.rows, bytes = c.bytes, "committed");
+                    if let Some(o) = &opts.observer {
+                        o.committed(&tr.account, tr.report.id, &part, c.rows, c.bytes);
+                    }
                     // Windows whose partitions are now all committed go into state.
                     let mut done = Vec::new();
                     for w in &windows {
@@ -501,6 +560,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         error: fatal,
         tasks: reports,
     };
+    if let Some(o) = &opts.observer {
+        o.finished(&report);
+    }
     if report.error.is_none() {
         let rel = format!("_wxcube/runs/{}.json", report.run_id);
         if let Ok(json) = serde_json::to_vec_pretty(&report) {
