@@ -221,7 +221,12 @@ fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, Failure> {
 /// Retry timing, with test-only overrides from the environment (WXCUBE_RETRY_BASE_MS,
 /// WXCUBE_MINUTE_MS, WXCUBE_TIMEOUT_MS) so fault tests need not wait real minutes.
 pub fn retry_policy() -> crate::extract::RetryPolicy {
-    let ms = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_millis);
+    let ms = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    };
     let mut p = crate::extract::RetryPolicy::default();
     if let Some(d) = ms("WXCUBE_RETRY_BASE_MS") {
         p.base = d;

@@ -7,7 +7,11 @@ use crate::harness::*;
 
 const TODAY: &str = "2026-01-20";
 /// Short waits so a fault-heavy run takes seconds, not minutes.
-const FAST: [(&str, &str); 3] = [("WXCUBE_RETRY_BASE_MS", "20"), ("WXCUBE_MINUTE_MS", "400"), ("WXCUBE_TIMEOUT_MS", "1500")];
+const FAST: [(&str, &str); 3] = [
+    ("WXCUBE_RETRY_BASE_MS", "20"),
+    ("WXCUBE_MINUTE_MS", "400"),
+    ("WXCUBE_TIMEOUT_MS", "1500"),
+];
 
 const REPORTS: &[&str] = &[
     "user_summary",
@@ -33,9 +37,23 @@ fn list() -> String {
     format!("[{}]", REPORTS.join(", "))
 }
 
-fn run(dir: &std::path::Path, sim: &Sim, dates: &str, out: &str, today: &str) -> (Option<i32>, Value, String) {
-    let p = write(dir, "p.yaml", &pipeline_at(&sim.base_url(), &list(), dates, out, FAST_LIMITS));
-    let o = wxcube_env(&["run", p.to_str().expect("utf8"), "--today", today, "--json"], dir, &FAST);
+fn run(
+    dir: &std::path::Path,
+    sim: &Sim,
+    dates: &str,
+    out: &str,
+    today: &str,
+) -> (Option<i32>, Value, String) {
+    let p = write(
+        dir,
+        "p.yaml",
+        &pipeline_at(&sim.base_url(), &list(), dates, out, FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", today, "--json"],
+        dir,
+        &FAST,
+    );
     let v = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
     (o.status.code(), v, stderr(&o))
 }
@@ -52,8 +70,15 @@ fn every_fault_at_20_percent_still_gives_exactly_the_fault_free_rows() {
     let dir_b = tempfile::tempdir().expect("tempdir");
     let (code, b, err) = run(dir_b.path(), &faulty, dates, "./out", TODAY);
     assert_eq!(code, Some(0), "{err}\n{b}");
-    assert!(b["retries"].as_u64().unwrap_or(0) > 20, "faults were injected and retried: {}", b["retries"]);
-    assert_eq!(snapshot(&dir_a.path().join("out"), REPORTS), snapshot(&dir_b.path().join("out"), REPORTS));
+    assert!(
+        b["retries"].as_u64().unwrap_or(0) > 20,
+        "faults were injected and retried: {}",
+        b["retries"]
+    );
+    assert_eq!(
+        snapshot(&dir_a.path().join("out"), REPORTS),
+        snapshot(&dir_b.path().join("out"), REPORTS)
+    );
     assert_eq!(a["rows"], b["rows"]);
     let log = faulty.get("/_sim/stats");
     let kinds: std::collections::BTreeSet<String> = log["calls"]
@@ -68,26 +93,42 @@ fn every_fault_at_20_percent_still_gives_exactly_the_fault_free_rows() {
 #[test]
 fn quota_defers_to_the_next_day_and_the_next_run_resumes_without_refetching() {
     let dates = "  start: 2025-12-01\n  end: 2026-01-09";
-    let reports = ["upstream_msg_hour", "interface_summary_hour", "user_summary"];
+    let reports = [
+        "upstream_msg_hour",
+        "interface_summary_hour",
+        "user_summary",
+    ];
     let list = format!("[{}]", reports.join(", "));
     let dir = tempfile::tempdir().expect("tempdir");
     // 15 calls a day per account and report: the hourly reports (40 windows) run out.
     let sim = Sim::start(r#"{"seed":3,"daily_quota":15}"#, TODAY);
-    let p = write(dir.path(), "p.yaml", &pipeline_at(&sim.base_url(), &list, dates, "./out", FAST_LIMITS));
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(&sim.base_url(), &list, dates, "./out", FAST_LIMITS),
+    );
     let ps = p.to_str().expect("utf8");
     let o = wxcube_env(&["run", ps, "--today", TODAY], dir.path(), &FAST);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let text = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(text.contains("45009") && text.contains("upstream_msg_hour"), "{text}");
+    assert!(
+        text.contains("45009") && text.contains("upstream_msg_hour"),
+        "{text}"
+    );
     let calls_day1 = sim.data_calls();
     // Same day: nothing is called for the exhausted reports.
     let o = wxcube_env(&["run", ps, "--today", TODAY, "--json"], dir.path(), &FAST);
     assert_eq!(o.status.code(), Some(3));
-    assert_eq!(sim.data_calls(), calls_day1, "a re-run the same day does not hit the exhausted quota again");
+    assert_eq!(
+        sim.data_calls(),
+        calls_day1,
+        "a re-run the same day does not hit the exhausted quota again"
+    );
 
     // Next days (a new simulator each day: WeChat's quota resets at China midnight): each
     // run resumes, and no loaded window is fetched twice.
-    let mut ok: std::collections::BTreeMap<(String, String), u64> = std::collections::BTreeMap::new();
+    let mut ok: std::collections::BTreeMap<(String, String), u64> =
+        std::collections::BTreeMap::new();
     let mut add = |sim: &Sim| {
         let v = sim.get("/_sim/stats")["data_calls_ok"].clone();
         for (app, reps) in v.as_object().into_iter().flatten() {
@@ -104,8 +145,16 @@ fn quota_defers_to_the_next_day_and_the_next_run_resumes_without_refetching() {
         day = day.succ_opt().expect("date");
         let today = wxcube::dates::fmt(day);
         let sim = Sim::start(r#"{"seed":3,"daily_quota":15}"#, &today);
-        let p = write(dir.path(), "p.yaml", &pipeline_at(&sim.base_url(), &list, dates, "./out", FAST_LIMITS));
-        let o = wxcube_env(&["run", p.to_str().expect("utf8"), "--today", &today], dir.path(), &FAST);
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &pipeline_at(&sim.base_url(), &list, dates, "./out", FAST_LIMITS),
+        );
+        let o = wxcube_env(
+            &["run", p.to_str().expect("utf8"), "--today", &today],
+            dir.path(),
+            &FAST,
+        );
         add(&sim);
         code = o.status.code();
         if code == Some(0) {
@@ -115,16 +164,32 @@ fn quota_defers_to_the_next_day_and_the_next_run_resumes_without_refetching() {
     assert_eq!(code, Some(0), "finished within a few days");
     for a in &ACCOUNTS {
         for r in ["upstream_msg_hour", "interface_summary_hour"] {
-            assert_eq!(ok.get(&(a.app_id.to_string(), r.to_string())), Some(&40), "{} {r}: each of the 40 days fetched once", a.name);
+            assert_eq!(
+                ok.get(&(a.app_id.to_string(), r.to_string())),
+                Some(&40),
+                "{} {r}: each of the 40 days fetched once",
+                a.name
+            );
         }
     }
     // The rows equal a quota-free run.
     let free = Sim::start(r#"{"seed":3}"#, TODAY);
     let dir2 = tempfile::tempdir().expect("tempdir");
-    let p2 = write(dir2.path(), "p.yaml", &pipeline_at(&free.base_url(), &list, dates, "./out", FAST_LIMITS));
-    let o = wxcube_env(&["run", p2.to_str().expect("utf8"), "--today", TODAY], dir2.path(), &FAST);
+    let p2 = write(
+        dir2.path(),
+        "p.yaml",
+        &pipeline_at(&free.base_url(), &list, dates, "./out", FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p2.to_str().expect("utf8"), "--today", TODAY],
+        dir2.path(),
+        &FAST,
+    );
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(snapshot(&dir.path().join("out"), &reports), snapshot(&dir2.path().join("out"), &reports));
+    assert_eq!(
+        snapshot(&dir.path().join("out"), &reports),
+        snapshot(&dir2.path().join("out"), &reports)
+    );
 }
 
 #[test]
@@ -134,12 +199,25 @@ fn retired_reports_name_their_replacement_and_the_rest_is_committed() {
     let p = write(
         dir.path(),
         "p.yaml",
-        &pipeline_at(&sim.base_url(), "[article_total, user_summary]", "  days_back: 5", "./out", FAST_LIMITS),
+        &pipeline_at(
+            &sim.base_url(),
+            "[article_total, user_summary]",
+            "  days_back: 5",
+            "./out",
+            FAST_LIMITS,
+        ),
     );
-    let o = wxcube_env(&["run", p.to_str().expect("utf8"), "--today", TODAY], dir.path(), &FAST);
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY],
+        dir.path(),
+        &FAST,
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let text = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(text.contains("47009") && text.contains("article_total_detail"), "{text}");
+    assert!(
+        text.contains("47009") && text.contains("article_total_detail"),
+        "{text}"
+    );
     assert!(!read_rows(&dir.path().join("out"), "user_summary", "brand_cn").is_empty());
 }
 
@@ -152,27 +230,63 @@ fn bad_credentials_fail_that_account_fast_and_the_others_go_on() {
         ACCOUNTS[0].app_id, ACCOUNTS[1].app_id
     );
     let sim = Sim::start(&cfg, TODAY);
-    let p = write(dir.path(), "p.yaml", &pipeline_at(&sim.base_url(), "all", "  days_back: 5", "./out", FAST_LIMITS));
-    let o = wxcube_env(&["run", p.to_str().expect("utf8"), "--today", TODAY], dir.path(), &FAST);
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(
+            &sim.base_url(),
+            "all",
+            "  days_back: 5",
+            "./out",
+            FAST_LIMITS,
+        ),
+    );
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY],
+        dir.path(),
+        &FAST,
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let text = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(text.contains("shop_sh") && text.contains("40125") && text.contains("app_secret"), "{text}");
+    assert!(
+        text.contains("shop_sh") && text.contains("40125") && text.contains("app_secret"),
+        "{text}"
+    );
     assert!(!read_rows(&dir.path().join("out"), "user_summary", "brand_cn").is_empty());
     assert!(read_rows(&dir.path().join("out"), "user_summary", "shop_sh").is_empty());
     // Failing fast: shop_sh made no data call at all.
     let calls = sim.get("/_sim/stats")["data_calls"].clone();
-    assert!(calls.get(ACCOUNTS[1].app_id).is_none_or(|c| c.as_object().is_none_or(|o| o.is_empty())), "{calls}");
+    assert!(
+        calls
+            .get(ACCOUNTS[1].app_id)
+            .is_none_or(|c| c.as_object().is_none_or(|o| o.is_empty())),
+        "{calls}"
+    );
 }
 
 #[test]
 fn secrets_never_reach_logs_state_reports_or_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(r#"{"seed":9,"faults":{"rate":0.2,"slow_ms":2500}}"#, TODAY);
-    let p = write(dir.path(), "p.yaml", &pipeline_at(&sim.base_url(), &list(), "  days_back: 10", "./out", FAST_LIMITS));
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(
+            &sim.base_url(),
+            &list(),
+            "  days_back: 10",
+            "./out",
+            FAST_LIMITS,
+        ),
+    );
     let mut env = FAST.to_vec();
     env.push(("WXCUBE_LOG", "trace"));
     let mut written = Vec::new();
-    for args in [vec!["run", "-vvv"], vec!["run", "-vvv", "--log-format", "json", "--full-refresh"], vec!["plan", "-vvv"]] {
+    for args in [
+        vec!["run", "-vvv"],
+        vec!["run", "-vvv", "--log-format", "json", "--full-refresh"],
+        vec!["plan", "-vvv"],
+    ] {
         let mut a = args.clone();
         a.push(p.to_str().expect("utf8"));
         a.extend(["--today", TODAY]);
@@ -181,19 +295,29 @@ fn secrets_never_reach_logs_state_reports_or_output() {
         written.push(o.stdout);
         written.push(o.stderr);
     }
-    assert!(written.iter().map(|b| b.len()).sum::<usize>() > 10_000, "trace logging produced output");
+    assert!(
+        written.iter().map(|b| b.len()).sum::<usize>() > 10_000,
+        "trace logging produced output"
+    );
     let mut files = Vec::new();
     all_files(&dir.path().join("out"), &mut files);
     for f in &files {
         written.push(std::fs::read(f).expect("read output"));
     }
-    let mut secrets: Vec<String> = ACCOUNTS.iter().map(|a| format!("test-secret-{}", a.name)).collect();
+    let mut secrets: Vec<String> = ACCOUNTS
+        .iter()
+        .map(|a| format!("test-secret-{}", a.name))
+        .collect();
     let tokens = sim.tokens();
     assert!(!tokens.is_empty());
     secrets.extend(tokens);
     for s in &secrets {
         for (i, w) in written.iter().enumerate() {
-            assert!(!contains(w, s.as_bytes()), "secret {}… found in written item {i}", &s[..6.min(s.len())]);
+            assert!(
+                !contains(w, s.as_bytes()),
+                "secret {}… found in written item {i}",
+                &s[..6.min(s.len())]
+            );
         }
     }
 }
@@ -203,7 +327,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn all_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

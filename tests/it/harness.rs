@@ -268,14 +268,18 @@ impl Sim {
     pub fn start(config: &str, today: &str) -> Sim {
         use std::io::BufRead;
         let mut child = Command::new(bin())
-            .args(["simulate", "--port", "0", "--config", config, "--today", today])
+            .args([
+                "simulate", "--port", "0", "--config", config, "--today", today,
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start simulator");
         let out = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line).expect("simulator address");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("simulator address");
         let port = line
             .trim()
             .rsplit(':')
@@ -291,13 +295,25 @@ impl Sim {
 
     pub fn get(&self, path: &str) -> Value {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect simulator");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("request");
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect simulator");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).expect("response");
         let text = String::from_utf8_lossy(&buf);
         let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
@@ -306,14 +322,23 @@ impl Sim {
         let s = self.get("/_sim/stats");
         s["data_calls"]
             .as_object()
-            .map(|m| m.values().flat_map(|r| r.as_object().into_iter().flat_map(|o| o.values())).filter_map(Value::as_u64).sum())
+            .map(|m| {
+                m.values()
+                    .flat_map(|r| r.as_object().into_iter().flat_map(|o| o.values()))
+                    .filter_map(Value::as_u64)
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
     pub fn tokens(&self) -> Vec<String> {
         self.get("/_sim/tokens")["tokens"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -353,14 +378,18 @@ pub fn pipeline_at(base_url: &str, reports: &str, dates: &str, out: &str, limits
     )
 }
 
-pub const FAST_LIMITS: &str = "  requests_per_second: 200\n  max_in_flight: 8\n  global_requests_per_second: 1000\n";
+pub const FAST_LIMITS: &str =
+    "  requests_per_second: 200\n  max_in_flight: 8\n  global_requests_per_second: 1000\n";
 
 /// All rows of every report in `reports` for every test account, canonicalised.
 pub fn snapshot(root: &Path, reports: &[&str]) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for r in reports {
         for a in &ACCOUNTS {
-            out.push((format!("{r}/{}", a.name), canon(&read_rows(root, r, a.name))));
+            out.push((
+                format!("{r}/{}", a.name),
+                canon(&read_rows(root, r, a.name)),
+            ));
         }
     }
     out
