@@ -186,5 +186,9 @@ fn two_runs_at_once_keep_each_others_rows() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    assert_eq!(snapshot(&dir.path().join("out"), REPORTS), want);
+    assert_same(
+        &snapshot(&dir.path().join("out"), REPORTS),
+        &want,
+        "concurrent runs",
+    );
 }

@@ -339,3 +339,56 @@ fn all_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+#[test]
+fn a_stricter_span_answered_with_61501_halves_the_window() {
+    let dates = "  start: 2025-09-01\n  end: 2026-01-19";
+    let reports = ["upstream_msg_dist_week", "interface_summary", "biz_summary"];
+    let list = format!("[{}]", reports.join(", "));
+    // The newer docs say 15 days for distweek; some say 1 day for getbizsummary.
+    let strict = Sim::start(
+        r#"{"seed":4,"spans":{"upstream_msg_dist_week":15,"interface_summary":10,"biz_summary":1}}"#,
+        TODAY,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(&strict.base_url(), &list, dates, "./out", FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY],
+        dir.path(),
+        &FAST,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plain = Sim::start(r#"{"seed":4}"#, TODAY);
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let p2 = write(
+        dir2.path(),
+        "p.yaml",
+        &pipeline_at(&plain.base_url(), &list, dates, "./out", FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p2.to_str().expect("utf8"), "--today", TODAY],
+        dir2.path(),
+        &FAST,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // is_delay is the flag of the response a row came in, so it differs with the window.
+    assert_same(
+        &without(snapshot(&dir.path().join("out"), &reports), &["is_delay"]),
+        &without(snapshot(&dir2.path().join("out"), &reports), &["is_delay"]),
+        "halved windows",
+    );
+    let codes: Vec<i64> = strict.get("/_sim/stats")["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["errcode"].as_i64())
+        .collect();
+    assert!(
+        codes.contains(&61501),
+        "the strict simulator did reject some windows"
+    );
+}

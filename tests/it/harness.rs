@@ -404,3 +404,41 @@ pub fn wxcube_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     }
     c.output().expect("run wxcube")
 }
+
+/// Compares two snapshots, reporting only the first difference (tables can be large).
+pub fn assert_same(got: &[(String, Vec<String>)], want: &[(String, Vec<String>)], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: table count");
+    for ((gk, g), (wk, w)) in got.iter().zip(want) {
+        assert_eq!(gk, wk, "{what}");
+        if g != w {
+            let first = g.iter().zip(w).find(|(a, b)| a != b);
+            panic!(
+                "{what}: {gk}: {} rows vs {} expected; first difference: {first:?}",
+                g.len(),
+                w.len()
+            );
+        }
+    }
+}
+
+/// A snapshot without the named columns.
+pub fn without(snap: Vec<(String, Vec<String>)>, cols: &[&str]) -> Vec<(String, Vec<String>)> {
+    snap.into_iter()
+        .map(|(k, rows)| {
+            let mut rows: Vec<String> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut v: Value = serde_json::from_str(&r).expect("json");
+                    if let Some(o) = v.as_object_mut() {
+                        for c in cols {
+                            o.remove(*c);
+                        }
+                    }
+                    v.to_string()
+                })
+                .collect();
+            rows.sort();
+            (k, rows)
+        })
+        .collect()
+}
