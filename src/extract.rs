@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::catalog::Report;
 use crate::dates;
+use crate::pipeline::{Account, Auth};
 use crate::plan::Window;
 use crate::secret::{redact, Secret};
 use crate::transform::{self, ApiError, DecodeError, Decoded};
@@ -45,6 +46,9 @@ pub fn config_hint(errcode: i64) -> Option<&'static str> {
 pub enum FetchError {
     #[error("{0}")]
     Transient(String),
+    /// The host could not be reached at all (connect error): a failover candidate.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("token rejected (errcode {errcode})")]
     Token { errcode: i64 },
     #[error("minute limit reached (errcode 45011)")]
@@ -76,7 +80,7 @@ pub enum Class {
 impl FetchError {
     pub fn class(&self) -> Class {
         match self {
-            FetchError::Transient(_) => Class::Retry,
+            FetchError::Transient(_) | FetchError::Unreachable(_) => Class::Retry,
             FetchError::Token { .. } => Class::RefreshToken,
             FetchError::MinuteLimit => Class::WaitMinute,
             _ => Class::Fatal,
@@ -170,28 +174,69 @@ struct ForcedLog {
     last: Option<Instant>,
 }
 
-/// One account's connection to WeChat: its token, its limiter, its in-flight cap.
+/// One account's connection to WeChat: its token source, host, limiter and in-flight cap.
 pub struct AccountClient {
     pub name: String,
     app_id: String,
     secret: Secret,
+    auth: Auth,
+    /// The host in use, and the one to fail over to when it cannot be reached.
+    base: std::sync::Mutex<String>,
+    failover: std::sync::Mutex<Option<String>>,
     token: Mutex<Option<CachedToken>>,
+    /// A component flow may rotate the authorizer refresh token.
+    refresh_token: std::sync::Mutex<Option<Secret>>,
     forced: Mutex<ForcedLog>,
     limiter: DefaultDirectRateLimiter,
     inflight: Semaphore,
 }
 
 impl AccountClient {
-    pub fn new(name: &str, app_id: &str, secret: Secret, rps: u32, max_in_flight: u32) -> Self {
+    pub fn new(
+        acct: &Account,
+        base: &str,
+        failover: Option<&str>,
+        rps: u32,
+        max_in_flight: u32,
+    ) -> Self {
         let rps = NonZeroU32::new(rps.max(1)).unwrap_or(NonZeroU32::MIN);
+        if matches!(acct.auth, Auth::Classic) {
+            tracing::warn!(
+                account = %acct.name,
+                "auth type classic: each token fetched from /cgi-bin/token invalidates the account's other tokens after 5 minutes; prefer stable_token"
+            );
+        }
         AccountClient {
-            name: name.into(),
-            app_id: app_id.into(),
-            secret,
+            name: acct.name.clone(),
+            app_id: acct.app_id.clone(),
+            secret: acct.app_secret.clone(),
+            auth: acct.auth.clone(),
+            base: std::sync::Mutex::new(base.trim_end_matches('/').to_string()),
+            failover: std::sync::Mutex::new(failover.map(|f| f.trim_end_matches('/').to_string())),
             token: Mutex::new(None),
+            refresh_token: std::sync::Mutex::new(None),
             forced: Mutex::new(ForcedLog::default()),
             limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(NonZeroU32::MIN)),
             inflight: Semaphore::new(max_in_flight.max(1) as usize),
+        }
+    }
+
+    fn base(&self) -> String {
+        self.base.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Switches to the failover host once; false if there is none left.
+    fn fail_over(&self) -> bool {
+        let next = self.failover.lock().ok().and_then(|mut f| f.take());
+        match next {
+            Some(host) => {
+                tracing::warn!(account = %self.name, host = %host, "host unreachable, failing over");
+                if let Ok(mut b) = self.base.lock() {
+                    *b = host;
+                }
+                true
+            }
+            None => false,
         }
     }
 }
@@ -206,11 +251,12 @@ pub struct Counters {
 
 pub struct Extractor {
     http: reqwest::Client,
-    base: String,
     global: DefaultDirectRateLimiter,
     pub retry: RetryPolicy,
     jitter: Jitter,
     pub counters: Arc<Counters>,
+    /// component_access_token per component_appid, shared by its authorised accounts.
+    component_tokens: Mutex<std::collections::HashMap<String, CachedToken>>,
 }
 
 /// A successful window.
@@ -219,13 +265,42 @@ pub struct Fetched {
     pub attempts: u32,
 }
 
+/// Parses a token answer: `(token, expires_in)` from the given field.
+fn token_answer(b: &[u8], field: &str) -> Result<CachedToken, FetchError> {
+    let v: Value = serde_json::from_slice(b)
+        .map_err(|_| FetchError::Transient("truncated token response".into()))?;
+    if let Some(e) = transform::api_error(&v) {
+        return Err(match e.errcode {
+            // At a token endpoint 40001 means a wrong secret.
+            40001 => FetchError::Config {
+                errcode: 40001,
+                hint: config_hint(40125).unwrap_or(""),
+            },
+            _ => FetchError::from_api(e),
+        });
+    }
+    let tok = v
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let exp = v
+        .get("expires_in")
+        .and_then(Value::as_i64)
+        .unwrap_or(7200)
+        .clamp(60, 86_400);
+    match tok {
+        Some(t) => Ok(CachedToken {
+            value: Secret::new(t),
+            expires_at: Instant::now() + Duration::from_secs(exp as u64),
+        }),
+        None => Err(FetchError::Transient(format!(
+            "token response without {field}"
+        ))),
+    }
+}
+
 impl Extractor {
-    pub fn new(
-        base: &str,
-        global_rps: u32,
-        retry: RetryPolicy,
-        seed: u64,
-    ) -> Result<Self, FetchError> {
+    pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -235,22 +310,16 @@ impl Extractor {
         let g = NonZeroU32::new(global_rps.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Extractor {
             http,
-            base: base.trim_end_matches('/').to_string(),
             global: RateLimiter::direct(Quota::per_second(g).allow_burst(NonZeroU32::MIN)),
             retry,
             jitter: Jitter::new(seed),
             counters: Arc::new(Counters::default()),
+            component_tokens: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    async fn post_json(&self, url: &str, body: &Value) -> Result<bytes::Bytes, FetchError> {
-        let resp = self
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<bytes::Bytes, FetchError> {
+        let resp = req.send().await.map_err(|e| transport(&e))?;
         let status = resp.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(FetchError::Transient(format!("HTTP {status}")));
@@ -264,61 +333,36 @@ impl Extractor {
         resp.bytes().await.map_err(|e| transport(&e))
     }
 
-    /// Fetches a token from stable_token (counted, never logged).
-    async fn fetch_token(
+    async fn post_json(&self, url: &str, body: &Value) -> Result<bytes::Bytes, FetchError> {
+        self.send(self.http.post(url).json(body)).await
+    }
+
+    /// A token-endpoint call with the retry rules for transient failures and failover.
+    async fn token_call<F>(
         &self,
         acct: &AccountClient,
-        force: bool,
-    ) -> Result<CachedToken, FetchError> {
-        let url = format!("{}/cgi-bin/stable_token", self.base);
-        let body = json!({
-            "grant_type": "client_credential",
-            "appid": acct.app_id,
-            "secret": acct.secret.expose(),
-            "force_refresh": force,
-        });
+        what: &str,
+        make: F,
+        field: &str,
+    ) -> Result<CachedToken, FetchError>
+    where
+        F: Fn(&str) -> reqwest::RequestBuilder,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.global.until_ready().await;
             self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let r = self.post_json(&url, &body).await.and_then(|b| {
-                let v: Value = serde_json::from_slice(&b)
-                    .map_err(|_| FetchError::Transient("truncated token response".into()))?;
-                if let Some(e) = transform::api_error(&v) {
-                    return Err(match e.errcode {
-                        // At the token endpoint 40001 means a wrong secret.
-                        40001 => FetchError::Config {
-                            errcode: 40001,
-                            hint: config_hint(40125).unwrap_or(""),
-                        },
-                        _ => FetchError::from_api(e),
-                    });
-                }
-                let tok = v
-                    .get("access_token")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty());
-                let exp = v
-                    .get("expires_in")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(7200)
-                    .clamp(60, 86_400);
-                match tok {
-                    Some(t) => Ok(CachedToken {
-                        value: Secret::new(t),
-                        expires_at: Instant::now() + Duration::from_secs(exp as u64),
-                    }),
-                    None => Err(FetchError::Transient(
-                        "token response without access_token".into(),
-                    )),
-                }
-            });
+            let r = match self.send(make(&acct.base())).await {
+                Ok(b) => token_answer(&b, field),
+                Err(e) => Err(e),
+            };
             match r {
                 Ok(t) => return Ok(t),
+                Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
                 Err(e) if e.class() == Class::Retry && attempt < self.retry.attempts => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(account = %acct.name, attempt, error = %e, "token request failed, retrying");
+                    tracing::debug!(account = %acct.name, attempt, error = %e, "{what} failed, retrying");
                     tokio::time::sleep(self.retry.backoff(attempt, &self.jitter)).await;
                 }
                 Err(e) if e.class() == Class::Retry => {
@@ -330,6 +374,232 @@ impl Extractor {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A new token from the account's source (`force`: stable_token's force_refresh).
+    async fn fetch_token(
+        &self,
+        acct: &AccountClient,
+        force: bool,
+    ) -> Result<CachedToken, FetchError> {
+        match &acct.auth {
+            Auth::StableToken => {
+                let body = json!({
+                    "grant_type": "client_credential",
+                    "appid": acct.app_id,
+                    "secret": acct.secret.expose(),
+                    "force_refresh": force,
+                });
+                self.token_call(
+                    acct,
+                    "stable_token",
+                    |b| {
+                        self.http
+                            .post(format!("{b}/cgi-bin/stable_token"))
+                            .json(&body)
+                    },
+                    "access_token",
+                )
+                .await
+            }
+            Auth::Classic => {
+                self.token_call(
+                    acct,
+                    "token",
+                    |b| {
+                        self.http.get(format!("{b}/cgi-bin/token")).query(&[
+                            ("grant_type", "client_credential"),
+                            ("appid", acct.app_id.as_str()),
+                            ("secret", acct.secret.expose()),
+                        ])
+                    },
+                    "access_token",
+                )
+                .await
+            }
+            Auth::Static { access_token } => Ok(CachedToken {
+                value: access_token.clone(),
+                expires_at: Instant::now() + Duration::from_secs(86_400 * 365),
+            }),
+            Auth::Command { command } => self.command_token(acct, command).await,
+            Auth::Component {
+                component_appid,
+                component_appsecret,
+                component_verify_ticket,
+                authorizer_refresh_token,
+            } => {
+                let mut ctoken = self
+                    .component_token(
+                        acct,
+                        component_appid,
+                        component_appsecret,
+                        component_verify_ticket,
+                    )
+                    .await?;
+                let mut renewed = false;
+                let refresh = acct
+                    .refresh_token
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_else(|| authorizer_refresh_token.clone());
+                let body = json!({
+                    "component_appid": component_appid,
+                    "authorizer_appid": acct.app_id,
+                    "authorizer_refresh_token": refresh.expose(),
+                });
+                let url = |b: &str| format!("{b}/cgi-bin/component/api_authorizer_token");
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    self.global.until_ready().await;
+                    self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+                    let req = self
+                        .http
+                        .post(url(&acct.base()))
+                        .query(&[("component_access_token", ctoken.expose())])
+                        .json(&body);
+                    let r = self.send(req).await.and_then(|b| {
+                        let v: Value = serde_json::from_slice(&b).map_err(|_| {
+                            FetchError::Transient("truncated token response".into())
+                        })?;
+                        if let Some(next) = v
+                            .get("authorizer_refresh_token")
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                        {
+                            if let Ok(mut r) = acct.refresh_token.lock() {
+                                *r = Some(Secret::new(next));
+                            }
+                        }
+                        token_answer(&b, "authorizer_access_token")
+                    });
+                    match r {
+                        Ok(t) => return Ok(t),
+                        Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
+                        Err(e) if e.class() == Class::Retry && attempt < self.retry.attempts => {
+                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(self.retry.backoff(attempt, &self.jitter)).await;
+                        }
+                        // The component token itself was rejected: fetch a new one, once.
+                        Err(FetchError::Token { .. }) if !renewed => {
+                            renewed = true;
+                            self.component_tokens
+                                .lock()
+                                .await
+                                .remove(component_appid.as_str());
+                            ctoken = self
+                                .component_token(
+                                    acct,
+                                    component_appid,
+                                    component_appsecret,
+                                    component_verify_ticket,
+                                )
+                                .await?;
+                        }
+                        Err(e) if e.class() == Class::Retry => {
+                            return Err(FetchError::Exhausted {
+                                attempts: attempt,
+                                last: e.to_string(),
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The platform's component_access_token, fetched once per run and component.
+    async fn component_token(
+        &self,
+        acct: &AccountClient,
+        appid: &str,
+        secret: &Secret,
+        ticket: &Secret,
+    ) -> Result<Secret, FetchError> {
+        let mut cache = self.component_tokens.lock().await;
+        if let Some(t) = cache
+            .get(appid)
+            .filter(|t| t.expires_at > Instant::now() + Duration::from_secs(300))
+        {
+            return Ok(t.value.clone());
+        }
+        let body = json!({
+            "component_appid": appid,
+            "component_appsecret": secret.expose(),
+            "component_verify_ticket": ticket.expose(),
+        });
+        let t = self
+            .token_call(
+                acct,
+                "api_component_token",
+                |b| {
+                    self.http
+                        .post(format!("{b}/cgi-bin/component/api_component_token"))
+                        .json(&body)
+                },
+                "component_access_token",
+            )
+            .await?;
+        let v = t.value.clone();
+        cache.insert(appid.to_string(), t);
+        Ok(v)
+    }
+
+    /// Runs the account's token command (`sh -c`), with WXCUBE_ACCOUNT and WXCUBE_APP_ID.
+    async fn command_token(
+        &self,
+        acct: &AccountClient,
+        command: &Secret,
+    ) -> Result<CachedToken, FetchError> {
+        self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command.expose())
+            .env("WXCUBE_ACCOUNT", &acct.name)
+            .env("WXCUBE_APP_ID", &acct.app_id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = match tokio::time::timeout(Duration::from_secs(60), child).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                return Err(FetchError::Config {
+                    errcode: 0,
+                    hint: leak(format!("the token command could not start: {e}")),
+                })
+            }
+            Err(_) => {
+                return Err(FetchError::Transient(
+                    "the token command did not finish within 60 s".into(),
+                ))
+            }
+        };
+        if !out.status.success() {
+            // Its output may hold secrets: report the status only.
+            return Err(FetchError::Config {
+                errcode: 0,
+                hint: leak(format!(
+                    "the token command failed ({}); run it by hand to see why",
+                    out.status
+                )),
+            });
+        }
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(FetchError::Config {
+                errcode: 0,
+                hint: "the token command must print just the access token",
+            });
+        }
+        // A central token server knows the expiry; re-run the command hourly or when rejected.
+        Ok(CachedToken {
+            value: Secret::new(token),
+            expires_at: Instant::now() + Duration::from_secs(3600 + 270),
+        })
     }
 
     /// The account's current token, fetched or refreshed as needed.
@@ -360,7 +630,13 @@ impl Extractor {
         if g.as_ref().is_some_and(|t| t.value != *bad) {
             return Ok(());
         }
-        let force = {
+        if let Auth::Static { .. } = acct.auth {
+            return Err(FetchError::Config {
+                errcode: 40001,
+                hint: "WeChat rejected the static access_token: hand in a fresh one, or use another auth type",
+            });
+        }
+        let force = matches!(acct.auth, Auth::StableToken) && {
             let mut f = acct.forced.lock().await;
             if f.day != Some(today) {
                 f.day = Some(today);
@@ -394,7 +670,6 @@ impl Extractor {
         w: Window,
         today: chrono::NaiveDate,
     ) -> Result<Fetched, FetchError> {
-        let url = format!("{}{}", self.base, report.path);
         let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
         let mut attempt = 0u32;
         let mut token_refreshes = 0u32;
@@ -410,7 +685,12 @@ impl Extractor {
                 acct.limiter.until_ready().await;
                 self.global.until_ready().await;
                 self.counters.data_calls.fetch_add(1, Ordering::Relaxed);
-                let full = format!("{url}?access_token={}", token.expose());
+                let full = format!(
+                    "{}{}?access_token={}",
+                    acct.base(),
+                    report.path,
+                    token.expose()
+                );
                 match self.post_json(&full, &body).await {
                     Ok(bytes) => match transform::decode(report, &bytes) {
                         Ok(decoded) => {
@@ -430,6 +710,9 @@ impl Extractor {
                 }
             };
             let Err(e) = result;
+            if matches!(e, FetchError::Unreachable(_)) && acct.fail_over() {
+                continue;
+            }
             let give_up = attempt >= self.retry.attempts;
             match e.class() {
                 Class::Fatal => return Err(e),
@@ -478,6 +761,11 @@ fn until_next_minute(minute: Duration) -> Duration {
     Duration::from_millis(ms - now % ms + 50)
 }
 
+/// Hints are static text; the few built at run time live for the run.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn transport(e: &reqwest::Error) -> FetchError {
     // reqwest's Display includes the URL with the token: redact before it goes anywhere.
     let mut msg = redact(&e.to_string());
@@ -489,6 +777,8 @@ fn transport(e: &reqwest::Error) -> FetchError {
     }
     if e.is_timeout() {
         FetchError::Transient(format!("timeout: {msg}"))
+    } else if e.is_connect() {
+        FetchError::Unreachable(msg)
     } else {
         FetchError::Transient(msg)
     }

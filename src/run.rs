@@ -24,7 +24,7 @@ use crate::catalog::{self, Report};
 use crate::dates::Clock;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
 use crate::load::{self, partitions_of, split};
-use crate::pipeline::{Api, Pipeline, DEFAULT_BASE_URL};
+use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan, Window};
 use crate::state::{self, ReportState, Stop};
 use crate::store::{Store, StoreError};
@@ -250,25 +250,24 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let today = plan.today;
 
     let mut sim = None;
-    let base = match &p.api {
-        Api::BaseUrl(u) => u.clone(),
+    let (base, failover) = match &p.api {
+        Api::BaseUrl(u) => (u.clone(), None),
+        Api::Region(r) => (r.base_url().to_string(), r.failover().map(String::from)),
         Api::Simulator(cfg) => {
             let h = crate::sim::start(cfg.clone(), clock)
                 .await
                 .map_err(RunError::Sim)?;
             let u = h.base_url();
             sim = Some(h);
-            u
+            (u, None)
         }
     };
-    let _ = DEFAULT_BASE_URL;
     let retry = opts.retry.unwrap_or_default();
     let seed = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
     let ex = Arc::new(
-        Extractor::new(&base, p.limits.global_requests_per_second, retry, seed)
+        Extractor::new(p.limits.global_requests_per_second, retry, seed)
             .map_err(|e| RunError::Setup(e.to_string()))?,
     );
-
     if let Some(o) = &opts.observer {
         o.started(&plan, Arc::clone(&ex.counters));
     }
@@ -329,10 +328,17 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         .iter()
     {
         let acct = &p.accounts[ai];
+        // An account's own region beats the pipeline's host (not the simulator's).
+        let (abase, afail) = match (acct.region, &p.api) {
+            (Some(r), Api::BaseUrl(_) | Api::Region(_)) => {
+                (r.base_url().to_string(), r.failover().map(String::from))
+            }
+            _ => (base.clone(), failover.clone()),
+        };
         let client = Arc::new(AccountClient::new(
-            &acct.name,
-            &acct.app_id,
-            acct.app_secret.clone(),
+            acct,
+            &abase,
+            afail.as_deref(),
             p.limits.requests_per_second,
             p.limits.max_in_flight,
         ));
@@ -361,124 +367,140 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
 
     let mut fatal: Option<String> = None;
     let ready = plan.latest_ready;
-    while let Some(msg) = rx.recv().await {
-        let tr = &mut trackers[msg.task];
-        let rep = &mut reports[msg.task];
-        let parts = partitions_of(p.output.partition, &msg.window);
-        match msg.outcome {
-            Outcome::Done {
-                batch,
-                is_delay,
-                calls,
-            } => {
-                if let Some(o) = &opts.observer {
-                    o.window_done(
-                        &tr.account,
-                        tr.report.id,
-                        msg.window,
-                        batch.num_rows(),
-                        calls,
-                    );
-                }
-                rep.calls += u64::from(calls);
-                rep.windows_done += 1;
-                let batch = within(&batch, &msg.window, tr.report, &tr.account);
-                for (part, b) in
-                    split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))?
-                {
-                    tr.rows.entry(part).or_default().push(b);
-                }
-                for part in &parts {
-                    tr.fetched.entry(part.clone()).or_default().push(msg.window);
-                }
-                if let Some(o) = tr.open.get_mut(&msg.window) {
-                    o.1 = is_delay;
-                }
-            }
-            Outcome::Deferred(reason) => {
-                if let Some(o) = &opts.observer {
-                    o.window_deferred(&tr.account, tr.report.id, msg.window, &reason);
-                }
-                rep.deferred.push(msg.window);
-                rep.reason.get_or_insert(reason);
-                tr.open.remove(&msg.window);
-            }
-            Outcome::Failed(reason) => {
-                if let Some(o) = &opts.observer {
-                    o.window_failed(&tr.account, tr.report.id, msg.window, &reason);
-                }
-                rep.failed.push(msg.window);
-                rep.reason.get_or_insert(reason);
-                tr.open.remove(&msg.window);
-            }
-        }
-        // Commit every partition that has all its windows.
-        for part in parts {
-            let left = tr.pending.get_mut(&part).map(|n| {
-                *n -= 1;
-                *n
-            });
-            if left != Some(0) || fatal.is_some() {
-                continue;
-            }
-            tr.pending.remove(&part);
-            let rows = tr.rows.remove(&part).unwrap_or_default();
-            let windows = tr.fetched.remove(&part).unwrap_or_default();
-            if windows.is_empty() {
-                continue;
-            }
-            match commit_with_retry(
-                &store,
-                tr.report,
-                &tr.account,
-                &part,
-                &windows,
-                &rows,
-                p,
-                &ex.retry,
-            )
-            .await
-            {
-                Ok(c) => {
-                    rep.files += 1;
-                    rep.bytes += c.bytes as u64;
-                    rep.rows += rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                    tracing::info!(account = %tr.account, report = tr.report.id, partition = %part, rows = c.rows, bytes = c.bytes, "committed");
-                    if let Some(o) = &opts.observer {
-                        o.committed(&tr.account, tr.report.id, &part, c.rows, c.bytes);
+    let store_ref = &store;
+    // Commits and state writes run concurrently (bounded), so a slow disk or S3 never
+    // stalls the fetching; the loader only does bookkeeping.
+    let slots = Arc::new(tokio::sync::Semaphore::new(COMMITS_IN_FLIGHT));
+    let mut jobs: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+    let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
+    let mut state_busy = vec![false; plan.tasks.len()];
+    let mut fetching = true;
+    while fetching || !jobs.is_empty() {
+        tokio::select! {
+            msg = rx.recv(), if fetching => {
+                let Some(msg) = msg else {
+                    fetching = false;
+                    continue;
+                };
+                let tr = &mut trackers[msg.task];
+                let rep = &mut reports[msg.task];
+                let parts = partitions_of(p.output.partition, &msg.window);
+                match msg.outcome {
+                    Outcome::Done { batch, is_delay, calls } => {
+                        if let Some(o) = &opts.observer {
+                            o.window_done(&tr.account, tr.report.id, msg.window, batch.num_rows(), calls);
+                        }
+                        rep.calls += u64::from(calls);
+                        rep.windows_done += 1;
+                        let batch = within(&batch, &msg.window, tr.report, &tr.account);
+                        for (part, b) in split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))? {
+                            tr.rows.entry(part).or_default().push(b);
+                        }
+                        for part in &parts {
+                            tr.fetched.entry(part.clone()).or_default().push(msg.window);
+                        }
+                        if let Some(o) = tr.open.get_mut(&msg.window) {
+                            o.1 = is_delay;
+                        }
                     }
-                    // Windows whose partitions are now all committed go into state.
-                    let mut done = Vec::new();
-                    for w in &windows {
-                        if let Some(o) = tr.open.get_mut(w) {
-                            o.0 -= 1;
-                            if o.0 == 0 {
-                                done.push((*w, o.1));
+                    Outcome::Deferred(reason) => {
+                        if let Some(o) = &opts.observer {
+                            o.window_deferred(&tr.account, tr.report.id, msg.window, &reason);
+                        }
+                        rep.deferred.push(msg.window);
+                        rep.reason.get_or_insert(reason);
+                        tr.open.remove(&msg.window);
+                    }
+                    Outcome::Failed(reason) => {
+                        if let Some(o) = &opts.observer {
+                            o.window_failed(&tr.account, tr.report.id, msg.window, &reason);
+                        }
+                        rep.failed.push(msg.window);
+                        rep.reason.get_or_insert(reason);
+                        tr.open.remove(&msg.window);
+                    }
+                }
+                // Commit every partition that has all its windows.
+                for part in parts {
+                    let left = tr.pending.get_mut(&part).map(|n| {
+                        *n -= 1;
+                        *n
+                    });
+                    if left != Some(0) || fatal.is_some() {
+                        continue;
+                    }
+                    tr.pending.remove(&part);
+                    let rows = tr.rows.remove(&part).unwrap_or_default();
+                    let windows = tr.fetched.remove(&part).unwrap_or_default();
+                    if windows.is_empty() {
+                        continue;
+                    }
+                    let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
+                    let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
+                    jobs.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                        let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
+                        Done::Commit { task, part, windows, rows: n, result }
+                    });
+                }
+            }
+            Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                let done = match done {
+                    Ok(d) => d,
+                    Err(e) => {
+                        fatal.get_or_insert(format!("internal error in a commit: {e}"));
+                        continue;
+                    }
+                };
+                match done {
+                    Done::Commit { task, part, windows, rows, result } => {
+                        let tr = &mut trackers[task];
+                        let rep = &mut reports[task];
+                        match result {
+                            Ok(c) => {
+                                rep.files += 1;
+                                rep.bytes += c.bytes as u64;
+                                rep.rows += rows;
+                                tracing::info!(account = %tr.account, report = tr.report.id, partition = %part, rows = c.rows, bytes = c.bytes, "committed");
+                                if let Some(o) = &opts.observer {
+                                    o.committed(&tr.account, tr.report.id, &part, c.rows, c.bytes);
+                                }
+                                // Windows whose partitions are now all committed go into state.
+                                for w in &windows {
+                                    if let Some(o) = tr.open.get_mut(w) {
+                                        o.0 -= 1;
+                                        if o.0 == 0 {
+                                            states_pending[task].push((*w, o.1));
+                                        }
+                                    }
+                                }
+                                for (w, _) in &states_pending[task] {
+                                    tr.open.remove(w);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
+                                fatal.get_or_insert(format!(
+                                    "committing {}: {e}",
+                                    store.describe(&load::file_rel(tr.report.id, &tr.account, &part))
+                                ));
+                                rep.failed.extend(windows.iter().copied());
                             }
                         }
-                    }
-                    for (w, _) in &done {
-                        tr.open.remove(w);
-                    }
-                    if !done.is_empty() {
-                        let now = Utc::now();
-                        let r = state::update(&store, tr.report.id, &tr.account, |st| {
-                            st.record(&done, ready, now);
-                        })
-                        .await;
-                        if let Err(e) = r {
-                            fatal = Some(format!("writing state: {e}"));
+                        if !state_busy[task] && !states_pending[task].is_empty() {
+                            state_busy[task] = true;
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready));
                         }
                     }
-                }
-                Err(e) => {
-                    tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
-                    fatal = Some(format!(
-                        "committing {}: {e}",
-                        store.describe(&load::file_rel(tr.report.id, &tr.account, &part))
-                    ));
-                    for w in &windows {
-                        rep.failed.push(*w);
+                    Done::State { task, result } => {
+                        state_busy[task] = false;
+                        if let Err(e) = result {
+                            fatal.get_or_insert(format!("writing state: {e}"));
+                        } else if !states_pending[task].is_empty() {
+                            state_busy[task] = true;
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready));
+                        }
                     }
                 }
             }
@@ -487,14 +509,16 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             for w in &workers {
                 w.abort();
             }
+            fetching = false;
         }
     }
     for w in workers {
         let _ = w.await;
     }
 
-    // Budget, quota and retirement bookkeeping.
+    // Budget, quota and retirement bookkeeping, all tasks at once.
     if fatal.is_none() {
+        let mut set = tokio::task::JoinSet::new();
         for (i, t) in plan.tasks.iter().enumerate() {
             let rep = &reports[i];
             let stop = match rep.reason.as_deref() {
@@ -514,16 +538,26 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             if calls == 0 && stop.is_none() {
                 continue;
             }
-            let r = state::update(&store, t.report, &t.account_name, |st| {
-                st.count_calls(today, calls);
-                if stop.is_some() {
-                    st.stop = stop.clone();
-                }
-            })
-            .await;
-            if let Err(e) = r {
-                fatal = Some(format!("writing state: {e}"));
-                break;
+            let (store, report, account, slots) = (
+                Arc::clone(&store),
+                t.report,
+                t.account_name.clone(),
+                Arc::clone(&slots),
+            );
+            set.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                state::update(&store, report, &account, |st| {
+                    st.count_calls(today, calls);
+                    if stop.is_some() {
+                        st.stop = stop.clone();
+                    }
+                })
+                .await
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Err(e)) = r {
+                fatal.get_or_insert(format!("writing state: {e}"));
             }
         }
     }
@@ -588,6 +622,38 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
     filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.slice(0, 0))
 }
 
+/// Partition commits (and state writes) in flight at once.
+const COMMITS_IN_FLIGHT: usize = 8;
+
+enum Done {
+    Commit {
+        task: usize,
+        part: String,
+        windows: Vec<Window>,
+        rows: u64,
+        result: Result<load::Committed, load::LoadError>,
+    },
+    State {
+        task: usize,
+        result: Result<(), StoreError>,
+    },
+}
+
+async fn write_state(
+    store: Arc<Store>,
+    task: usize,
+    report: &'static str,
+    account: String,
+    done: Vec<(Window, bool)>,
+    ready: NaiveDate,
+) -> Done {
+    let now = Utc::now();
+    let result = state::update(&store, report, &account, |st| st.record(&done, ready, now))
+        .await
+        .map(|_| ());
+    Done::State { task, result }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn commit_with_retry(
     store: &Store,
@@ -596,23 +662,14 @@ async fn commit_with_retry(
     part: &str,
     windows: &[Window],
     rows: &[RecordBatch],
-    p: &Pipeline,
+    compression: crate::pipeline::Compression,
     retry: &RetryPolicy,
 ) -> Result<load::Committed, load::LoadError> {
     let jitter = crate::extract::Jitter::new(0x5eed);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match load::commit_partition(
-            store,
-            report,
-            account,
-            part,
-            windows,
-            rows,
-            p.output.compression,
-        )
-        .await
+        match load::commit_partition(store, report, account, part, windows, rows, compression).await
         {
             Err(e) if e.is_retryable() && attempt < retry.attempts => {
                 tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying");

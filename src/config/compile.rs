@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -16,17 +16,35 @@ use super::{lowercase_first, ConfigError, Diagnostic};
 use crate::catalog::{self, Report};
 use crate::dates;
 use crate::pipeline::{
-    Account, Api, Compression, DateRef, DateSpec, Limits, Output, Partition, Pipeline,
-    DEFAULT_BASE_URL,
+    Account, Api, Auth, Compression, DateRef, DateSpec, Limits, Output, Partition, Pipeline, Region,
 };
 use crate::secret::Secret;
 use crate::sim::SimConfig;
 
 const ROOT_KEYS: &[&str] = &[
-    "version", "name", "api", "accounts", "reports", "dates", "output", "limits",
+    "version", "name", "api", "auth", "accounts", "reports", "dates", "output", "limits",
 ];
-const API_KEYS: &[&str] = &["base_url", "simulator"];
-const ACCOUNT_KEYS: &[&str] = &["name", "app_id", "app_secret"];
+const API_KEYS: &[&str] = &["base_url", "region", "simulator"];
+const ACCOUNT_KEYS: &[&str] = &[
+    "name",
+    "app_id",
+    "app_secret",
+    "auth",
+    "region",
+    "access_token",
+    "authorizer_refresh_token",
+];
+const ACCOUNTS_FILE_KEYS: &[&str] = &["file"];
+const AUTH_KEYS: &[&str] = &[
+    "type",
+    "command",
+    "access_token",
+    "component_appid",
+    "component_appsecret",
+    "component_verify_ticket",
+    "authorizer_refresh_token",
+];
+const AUTH_TYPES: &[&str] = &["stable_token", "classic", "static", "command", "component"];
 const DATES_KEYS: &[&str] = &["days_back", "start", "end"];
 const DATE_REF_KEYS: &[&str] = &["days_back"];
 const OUTPUT_KEYS: &[&str] = &["uri", "partition", "compression"];
@@ -51,7 +69,7 @@ pub(super) fn compile(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Pipeline, ConfigError> {
     let mut c = Compiler {
-        file,
+        file: file.to_path_buf(),
         env,
         diagnostics: Vec::new(),
         secrets: Vec::new(),
@@ -61,7 +79,8 @@ pub(super) fn compile(
 }
 
 struct Compiler<'a> {
-    file: &'a Path,
+    /// The file messages name (the pipeline, or an accounts file while it is read).
+    file: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     diagnostics: Vec<Diagnostic>,
     /// App secrets seen, scrubbed from every message as a last line of defence.
@@ -364,7 +383,10 @@ impl<'a> Compiler<'a> {
         }
         let name = self.require(&f, "name").and_then(|n| self.pipeline_name(n));
         let api = self.api(f.get("api"), key_node(root, "api"));
-        let accounts = self.require(&f, "accounts").and_then(|n| self.accounts(n));
+        let auth_default = f.get("auth");
+        let accounts = self
+            .require(&f, "accounts")
+            .and_then(|n| self.accounts_any(n, auth_default));
         let reports = self.require(&f, "reports").and_then(|n| self.reports(n));
         let dates = self
             .require(&f, "dates")
@@ -374,6 +396,10 @@ impl<'a> Compiler<'a> {
             .and_then(|n| self.output(n, key_node(root, "output")));
         let limits = self.limits(f.get("limits"), key_node(root, "limits"));
 
+        if let Some(a) = auth_default {
+            // Checked on its own too, so an unused default still gets its errors.
+            let _ = self.fields(a, "auth", key_node(root, "auth"), AUTH_KEYS);
+        }
         Some(Pipeline {
             name: name?,
             source: self.file.to_path_buf(),
@@ -406,29 +432,31 @@ impl<'a> Compiler<'a> {
 
     fn api(&mut self, n: Option<&Node>, anchor: Option<&Node>) -> Option<Api> {
         let n = match n {
-            None => return Some(Api::BaseUrl(DEFAULT_BASE_URL.to_owned())),
-            Some(n) if n.kind == Kind::Null => {
-                return Some(Api::BaseUrl(DEFAULT_BASE_URL.to_owned()))
-            }
+            None => return Some(Api::Region(Region::Default)),
+            Some(n) if n.kind == Kind::Null => return Some(Api::Region(Region::Default)),
             Some(n) => n,
         };
         let f = self.fields(n, "api", anchor, API_KEYS)?;
         let base = f.get("base_url");
         let sim = f.get("simulator");
-        if base.is_some() && sim.is_some() {
+        let region = f.get("region");
+        let set = [base, sim, region].iter().filter(|x| x.is_some()).count();
+        if set > 1 {
             self.error(
                 anchor.or(Some(n)),
                 "api",
-                "set either base_url or simulator, not both",
+                "set one of base_url, region or simulator, not several",
             );
         }
         let base = base.map(|b| self.base_url(b));
         let sim = sim.map(|s| self.simulator(s));
-        match (base, sim) {
-            (Some(b), None) => b.map(Api::BaseUrl),
-            (None, Some(s)) => s.map(Api::Simulator),
-            (None, None) => Some(Api::BaseUrl(DEFAULT_BASE_URL.to_owned())),
-            (Some(_), Some(_)) => None,
+        let region = region.map(|r| self.region(r, "api.region"));
+        match (base, sim, region) {
+            (Some(b), None, None) => b.map(Api::BaseUrl),
+            (None, Some(s), None) => s.map(Api::Simulator),
+            (None, None, Some(r)) => r.map(Api::Region),
+            (None, None, None) => Some(Api::Region(Region::Default)),
+            _ => None,
         }
     }
 
@@ -528,9 +556,13 @@ impl<'a> Compiler<'a> {
         });
     }
 
-    fn accounts(&mut self, n: &Node) -> Option<Vec<Account>> {
+    fn accounts(&mut self, n: &Node, auth_default: Option<&Node>) -> Option<Vec<Account>> {
         let Kind::Seq(items) = &n.kind else {
-            self.type_error(n, "accounts", "a list of accounts");
+            self.type_error(
+                n,
+                "accounts",
+                "a list of accounts (or { file: accounts.csv })",
+            );
             return None;
         };
         if items.is_empty() {
@@ -541,7 +573,7 @@ impl<'a> Compiler<'a> {
         let mut ok = true;
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
-            match self.account(item, &format!("accounts[{i}]"), &mut seen) {
+            match self.account(item, &format!("accounts[{i}]"), &mut seen, auth_default) {
                 Some(a) => out.push(a),
                 None => ok = false,
             }
@@ -554,6 +586,7 @@ impl<'a> Compiler<'a> {
         item: &Node,
         path: &str,
         seen: &mut HashMap<String, usize>,
+        auth_default: Option<&Node>,
     ) -> Option<Account> {
         let f = self.fields(item, path, Some(item), ACCOUNT_KEYS)?;
         let name = self.require(&f, "name").and_then(|n| {
@@ -580,22 +613,298 @@ impl<'a> Compiler<'a> {
                 Some(s.into_owned())
             }
         });
-        let app_secret = self.require(&f, "app_secret").and_then(|n| {
-            let key = f.child("app_secret");
-            let s = self.string(n, &key)?;
-            if s.trim().is_empty() {
-                self.error(Some(n), &key, "must not be empty");
+        let region = f.get("region").map(|n| self.region(n, &f.child("region")));
+        let auth_node = f.get("auth").or(auth_default);
+        let auth_path = if f.get("auth").is_some() {
+            f.child("auth")
+        } else {
+            "auth".to_owned()
+        };
+        let auth = self.auth(auth_node, &auth_path, &f, item);
+        let app_secret = match (&auth, f.get("app_secret")) {
+            (Some(Auth::StableToken | Auth::Classic), None) => {
+                self.require(&f, "app_secret");
                 None
-            } else {
-                self.secrets.push(s.clone().into_owned());
-                Some(Secret::new(s.into_owned()))
             }
-        });
+            (_, Some(n)) => self.secret(n, &f.child("app_secret")),
+            (_, None) => Some(Secret::new(String::new())),
+        };
         Some(Account {
             name: name?,
             app_id: app_id?,
             app_secret: app_secret?,
+            auth: auth?,
+            region: match region {
+                Some(r) => Some(r?),
+                None => None,
+            },
         })
+    }
+
+    /// A non-empty secret value, remembered so no message can echo it.
+    fn secret(&mut self, n: &Node, key: &str) -> Option<Secret> {
+        let s = self.string(n, key)?;
+        if s.trim().is_empty() {
+            self.error(Some(n), key, "must not be empty");
+            None
+        } else {
+            self.secrets.push(s.clone().into_owned());
+            Some(Secret::new(s.into_owned()))
+        }
+    }
+
+    fn region(&mut self, n: &Node, key: &str) -> Option<Region> {
+        let s = self.string(n, key)?;
+        match Region::parse(&s) {
+            Some(r) => Some(r),
+            None => {
+                let hint = suggest::hint(&s, Region::NAMES.iter().copied());
+                let shown = shown(n, &s);
+                self.error(
+                    Some(n),
+                    key,
+                    format!(
+                        "unknown region {shown}{hint}; valid regions are {}",
+                        Region::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The account's token source: its own `auth`, else the pipeline's, else stable_token.
+    /// `access_token` and `authorizer_refresh_token` may sit on the account itself, so one
+    /// pipeline-level `auth` serves many accounts.
+    fn auth(&mut self, n: Option<&Node>, path: &str, acct: &Fields, item: &Node) -> Option<Auth> {
+        let Some(n) = n else {
+            for k in ["access_token", "authorizer_refresh_token"] {
+                if let Some(v) = acct.get(k) {
+                    self.error(
+                        Some(v),
+                        &acct.child(k),
+                        format!("{k} is only used with auth type static or component"),
+                    );
+                }
+            }
+            return Some(Auth::StableToken);
+        };
+        let f = self.fields(n, path, Some(n), AUTH_KEYS)?;
+        let type_node = self.require(&f, "type")?;
+        let kind = self.string(type_node, &f.child("type"))?.into_owned();
+        // A value from the account wins over the shared auth block.
+        let pick = |name: &str| {
+            acct.get(name)
+                .map(|v| (v, acct.child(name)))
+                .or_else(|| f.get(name).map(|v| (v, f.child(name))))
+        };
+        let needs = |this: &mut Self, name: &str| -> Option<Secret> {
+            match pick(name) {
+                Some((v, key)) => this.secret(v, &key),
+                None => {
+                    this.error(
+                        Some(item),
+                        &acct.child(name),
+                        format!("auth type {kind} needs {name} (on the account or in auth)"),
+                    );
+                    None
+                }
+            }
+        };
+        let unused = |this: &mut Self, names: &[&str]| {
+            for name in names {
+                if let Some((v, key)) = pick(name) {
+                    this.error(
+                        Some(v),
+                        &key,
+                        format!("{name} is not used by auth type {kind}"),
+                    );
+                }
+            }
+        };
+        match kind.as_str() {
+            "stable_token" | "classic" => {
+                unused(self, &AUTH_KEYS[1..]);
+                Some(if kind == "classic" {
+                    Auth::Classic
+                } else {
+                    Auth::StableToken
+                })
+            }
+            "static" => {
+                unused(
+                    self,
+                    &[
+                        "command",
+                        "component_appid",
+                        "component_appsecret",
+                        "component_verify_ticket",
+                        "authorizer_refresh_token",
+                    ],
+                );
+                Some(Auth::Static {
+                    access_token: needs(self, "access_token")?,
+                })
+            }
+            "command" => {
+                unused(
+                    self,
+                    &[
+                        "access_token",
+                        "component_appid",
+                        "component_appsecret",
+                        "component_verify_ticket",
+                        "authorizer_refresh_token",
+                    ],
+                );
+                let c = needs(self, "command")?;
+                Some(Auth::Command { command: c })
+            }
+            "component" => {
+                unused(self, &["command", "access_token"]);
+                let appid = match pick("component_appid") {
+                    Some((v, key)) => self.string(v, &key).map(|s| s.into_owned()),
+                    None => {
+                        self.error(
+                            Some(item),
+                            &acct.child("component_appid"),
+                            "auth type component needs component_appid (on the account or in auth)",
+                        );
+                        None
+                    }
+                };
+                let secret = needs(self, "component_appsecret");
+                let ticket = needs(self, "component_verify_ticket");
+                let refresh = needs(self, "authorizer_refresh_token");
+                Some(Auth::Component {
+                    component_appid: appid?,
+                    component_appsecret: secret?,
+                    component_verify_ticket: ticket?,
+                    authorizer_refresh_token: refresh?,
+                })
+            }
+            other => {
+                let hint = suggest::hint(other, AUTH_TYPES.iter().copied());
+                let shown = shown(type_node, other);
+                self.error(
+                    Some(type_node),
+                    &f.child("type"),
+                    format!(
+                        "unknown auth type {shown}{hint}; valid types are {}",
+                        AUTH_TYPES.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `accounts:` inline, or `accounts: { file: accounts.csv | accounts.yaml }` (a path
+    /// relative to the pipeline file), for platforms with hundreds of accounts.
+    fn accounts_any(&mut self, n: &Node, auth_default: Option<&Node>) -> Option<Vec<Account>> {
+        let has_file = matches!(&n.kind, Kind::Map(e) if e.iter().any(|(k, _)| k.kind == Kind::Str("file".into())));
+        if !has_file {
+            return self.accounts(n, auth_default);
+        }
+        let f = self.fields(n, "accounts", Some(n), ACCOUNTS_FILE_KEYS)?;
+        let file_node = self.require(&f, "file")?;
+        let rel = self.string(file_node, "accounts.file")?.into_owned();
+        let path = match self.file.parent() {
+            Some(dir) if Path::new(&rel).is_relative() => dir.join(&rel),
+            _ => PathBuf::from(&rel),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                let why = if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such file".to_owned()
+                } else {
+                    e.to_string()
+                };
+                self.error(
+                    Some(file_node),
+                    "accounts.file",
+                    format!("cannot read accounts file {}: {why}", path.display()),
+                );
+                return None;
+            }
+        };
+        let saved = std::mem::replace(&mut self.file, path.clone());
+        let is_csv = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("csv"));
+        let tree = if is_csv {
+            self.csv_accounts(&text)
+        } else {
+            let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+            match serde_saphyr::from_str_with_options::<Node>(&text, options) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.yaml_error(&e);
+                    None
+                }
+            }
+        };
+        let out = tree.and_then(|mut t| {
+            self.interpolate_tree(&mut t, "accounts");
+            self.accounts(&t, auth_default)
+        });
+        self.file = saved;
+        out
+    }
+
+    /// A CSV accounts file as the same tree an inline list would be: a header row naming
+    /// account keys, then one account per line.
+    fn csv_accounts(&mut self, text: &str) -> Option<Node> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let Some((hline, header)) = lines.next() else {
+            self.error(
+                None,
+                "accounts",
+                "the accounts file is empty; it needs a header row such as name,app_id,app_secret",
+            );
+            return None;
+        };
+        let cols: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
+        let node = |line: usize, column: usize, kind: Kind| Node {
+            line,
+            column,
+            kind,
+            from_env: false,
+        };
+        let mut items = Vec::new();
+        for (i, l) in lines {
+            let mut entries = Vec::new();
+            let mut col = 1;
+            let cells: Vec<&str> = l.split(',').collect();
+            if cells.len() != cols.len() {
+                self.error(
+                    Some(&node(i + 1, 1, Kind::Null)),
+                    &format!("accounts[{}]", items.len()),
+                    format!(
+                        "has {} fields; the header (line {}) names {}",
+                        cells.len(),
+                        hline + 1,
+                        cols.len()
+                    ),
+                );
+            }
+            for (c, v) in cols.iter().zip(cells) {
+                let v = v.trim();
+                if !v.is_empty() {
+                    entries.push((
+                        node(i + 1, col, Kind::Str(c.clone())),
+                        node(i + 1, col, Kind::Str(v.to_owned())),
+                    ));
+                }
+                col += v.len() + 1;
+            }
+            items.push(node(i + 1, 1, Kind::Map(entries)));
+        }
+        Some(node(hline + 1, 1, Kind::Seq(items)))
     }
 
     fn account_name(&mut self, n: &Node, key: &str) -> Option<String> {
@@ -1147,7 +1456,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let p = load_str(Path::new("p.yaml"), &minimal(dir.path()), &no_env)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(&p.api, Api::BaseUrl(u) if u == DEFAULT_BASE_URL));
+        assert!(matches!(&p.api, Api::Region(Region::Default)));
         assert_eq!(p.output.partition, Partition::Month);
         assert_eq!(p.output.compression, Compression::Zstd);
         assert_eq!(p.limits, Limits::default());
@@ -1164,7 +1473,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = format!("{}api:\nlimits:\n", minimal(dir.path()));
         let p = load_str(Path::new("p.yaml"), &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(&p.api, Api::BaseUrl(u) if u == DEFAULT_BASE_URL));
+        assert!(matches!(&p.api, Api::Region(Region::Default)));
         assert_eq!(p.limits, Limits::default());
 
         let text = format!("{}api:\n  simulator:\n", minimal(dir.path()));

@@ -65,6 +65,13 @@ pub struct SimConfig {
     /// Data calls per account per report per China day; beyond it, 45009.
     #[serde(default)]
     pub daily_quota: Option<u32>,
+    /// Third-party platform: component_appid -> component_appsecret. None: any non-empty
+    /// pair is accepted (with any non-empty verify ticket).
+    #[serde(default)]
+    pub components: Option<BTreeMap<String, String>>,
+    /// Authorizer refresh tokens WeChat no longer accepts (61023).
+    #[serde(default)]
+    pub revoked_refresh_tokens: Vec<String>,
     /// Stricter spans than the catalogue's, by report id: the newer docs give some
     /// reports shorter spans (reference §10), and a client must cope with 61501.
     #[serde(default)]
@@ -87,6 +94,8 @@ impl Default for SimConfig {
             faults: Faults::default(),
             daily_quota: None,
             spans: BTreeMap::new(),
+            components: None,
+            revoked_refresh_tokens: Vec::new(),
         }
     }
 }
@@ -109,6 +118,14 @@ impl fmt::Debug for SimConfig {
             .field("faults", &self.faults)
             .field("daily_quota", &self.daily_quota)
             .field("spans", &self.spans)
+            .field(
+                "components",
+                &self
+                    .components
+                    .as_ref()
+                    .map(|c| c.keys().collect::<Vec<_>>()),
+            )
+            .field("revoked_refresh_tokens", &self.revoked_refresh_tokens.len())
             .finish()
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::rng::{hs, Rng};
-use super::tokens::Tokens;
+use super::tokens::{Flavor, Tokens};
 use super::{fault_at, respond, CallRecord, FaultKind, SimConfig, SimStats, HTTP_FAULT, NO_ANSWER};
 use crate::catalog::{self, Report, Status};
 use crate::dates::{self, Clock};
@@ -294,6 +294,14 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/cgi-bin/stable_token", any(stable_token))
         .route("/cgi-bin/token", any(classic_token))
+        .route(
+            "/cgi-bin/component/api_component_token",
+            any(component_token),
+        )
+        .route(
+            "/cgi-bin/component/api_authorizer_token",
+            any(authorizer_token),
+        )
         .route("/datacube/{api}", any(datacube))
         .route("/_sim/stats", get(stats))
         .route("/_sim/tokens", get(tokens))
@@ -360,6 +368,122 @@ async fn classic_token(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
         Ok((token, expires_in)) => {
             sh.done(idx, 0);
             grant_response(token, expires_in)
+        }
+        Err(code) => sh.error(idx, n, code),
+    }
+}
+
+fn body_field(parsed: &Option<Value>, k: &str) -> Option<String> {
+    parsed
+        .as_ref()
+        .and_then(|v| v.get(k))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// `POST /cgi-bin/component/api_component_token` (reference §5.3).
+async fn component_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
+    let (idx, n) = sh.arrive("/cgi-bin/component/api_component_token");
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let appid = body_field(&parsed, "component_appid");
+    sh.update(idx, |c| c.app_id = appid.clone());
+    let fault = fault_at(&sh.cfg, n, true);
+    sh.update(idx, |c| c.fault = fault);
+    sh.delay(fault).await;
+    if let Some(r) = sh.http_fault(idx, fault) {
+        return r;
+    }
+    if fault == Some(FaultKind::Busy) {
+        return sh.error(idx, n, -1);
+    }
+    if method != Method::POST {
+        return sh.error(idx, n, 43002);
+    }
+    let Some(appid) = appid else {
+        return sh.error(idx, n, 41002);
+    };
+    let Some(secret) = body_field(&parsed, "component_appsecret") else {
+        return sh.error(idx, n, 41004);
+    };
+    if body_field(&parsed, "component_verify_ticket").is_none() {
+        return sh.error(idx, n, 61006);
+    }
+    if let Some(map) = &sh.cfg.components {
+        match map.get(&appid) {
+            None => return sh.error(idx, n, 40013),
+            Some(s) if *s != secret => return sh.error(idx, n, 40125),
+            Some(_) => {}
+        }
+    }
+    let now = sh.now_ms();
+    let grant = sh
+        .lock()
+        .tokens
+        .rotating(&format!("component:{appid}"), now, Flavor::Component);
+    match grant {
+        Ok((token, expires_in)) => {
+            sh.done(idx, 0);
+            let body = json!({"component_access_token": token, "expires_in": expires_in});
+            json_response(StatusCode::OK, body.to_string().into_bytes())
+        }
+        Err(code) => sh.error(idx, n, code),
+    }
+}
+
+/// `POST /cgi-bin/component/api_authorizer_token?component_access_token=...`.
+async fn authorizer_token(
+    State(sh): Sh,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (idx, n) = sh.arrive("/cgi-bin/component/api_authorizer_token");
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let authorizer = body_field(&parsed, "authorizer_appid");
+    sh.update(idx, |c| c.app_id = authorizer.clone());
+    let fault = fault_at(&sh.cfg, n, true);
+    sh.update(idx, |c| c.fault = fault);
+    sh.delay(fault).await;
+    if let Some(r) = sh.http_fault(idx, fault) {
+        return r;
+    }
+    if fault == Some(FaultKind::Busy) {
+        return sh.error(idx, n, -1);
+    }
+    if method != Method::POST {
+        return sh.error(idx, n, 43002);
+    }
+    let q = query(raw.as_deref());
+    let Some(ctoken) = q.get("component_access_token").filter(|t| !t.is_empty()) else {
+        return sh.error(idx, n, 41001);
+    };
+    let now = sh.now_ms();
+    let owner = sh.lock().tokens.check(ctoken, now).map(str::to_string);
+    let component = match owner {
+        Ok(o) if o.starts_with("component:") => o,
+        Ok(_) => return sh.error(idx, n, 40001),
+        Err(rej) => return sh.error(idx, n, rej.errcode()),
+    };
+    if body_field(&parsed, "component_appid").map(|a| format!("component:{a}")) != Some(component) {
+        return sh.error(idx, n, 40013);
+    }
+    let Some(authorizer) = authorizer.filter(|a| valid_app_id(a)) else {
+        return sh.error(idx, n, 40013);
+    };
+    let refresh = body_field(&parsed, "authorizer_refresh_token");
+    let Some(refresh) = refresh.filter(|r| !sh.cfg.revoked_refresh_tokens.contains(r)) else {
+        return sh.error(idx, n, 61023);
+    };
+    let grant = sh
+        .lock()
+        .tokens
+        .rotating(&authorizer, now, Flavor::Authorizer);
+    match grant {
+        Ok((token, expires_in)) => {
+            sh.done(idx, 0);
+            let body = json!({"authorizer_access_token": token, "expires_in": expires_in, "authorizer_refresh_token": refresh});
+            json_response(StatusCode::OK, body.to_string().into_bytes())
         }
         Err(code) => sh.error(idx, n, code),
     }
@@ -484,7 +608,11 @@ fn answer(
         let checked = st.tokens.check(token, now).map(str::to_string);
         drop(st);
         sh.update(idx, |c| c.app_id = owner);
-        checked.map_err(|r| r.errcode())?
+        match checked.map_err(|r| r.errcode())? {
+            // A platform's own token does not act for any account.
+            a if a.starts_with("component:") => return Err(40001),
+            a => a,
+        }
     };
     match fault {
         Some(FaultKind::Busy) => return Err(-1),

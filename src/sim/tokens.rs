@@ -18,6 +18,10 @@ pub const FORCE_SPACING_MS: u64 = 30_000;
 pub enum Flavor {
     Classic,
     Stable,
+    /// A third-party platform's component_access_token (owner `component:<appid>`).
+    Component,
+    /// An authorizer_access_token, acting for an authorised account.
+    Authorizer,
 }
 
 #[derive(Debug, Clone)]
@@ -115,13 +119,19 @@ impl Tokens {
     /// `GET /cgi-bin/token`: a new token each call; the previous one stays valid for five
     /// minutes.
     pub fn classic(&mut self, app_id: &str, now: u64) -> Grant {
-        if let Some(prev) = self.current.get(&(Flavor::Classic, app_id.to_string())) {
+        self.rotating(app_id, now, Flavor::Classic)
+    }
+
+    /// Classic-style issuing (new each call, previous valid five more minutes) for any
+    /// flavour: component and authorizer tokens behave so too.
+    pub fn rotating(&mut self, app_id: &str, now: u64, flavor: Flavor) -> Grant {
+        if let Some(prev) = self.current.get(&(flavor, app_id.to_string())) {
             if let Some(p) = self.issued.get_mut(prev) {
                 let grace = now + OVERLAP_MS;
                 p.invalid_from = Some(p.invalid_from.map_or(grace, |at| at.min(grace)));
             }
         }
-        let token = self.mint(app_id, now, Flavor::Classic);
+        let token = self.mint(app_id, now, flavor);
         Ok((token, LIFETIME_MS / 1000))
     }
 
