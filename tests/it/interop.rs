@@ -20,19 +20,26 @@ pub fn s3_enabled() -> bool {
     std::env::var_os("WXCUBE_TEST_S3").is_some() && python().is_some()
 }
 
-/// Creates a bucket on the loopback S3 server (object_store cannot).
+/// Creates a bucket on the loopback S3 server of `make test` (object_store cannot).
 pub fn create_bucket(bucket: &str) {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    create_bucket_at(&endpoint, bucket);
+}
+
+/// Creates a bucket on the S3 server at `endpoint`; one that exists already is fine.
+pub fn create_bucket_at(endpoint: &str, bucket: &str) {
     let py = python().expect("python");
-    let code = format!(
-        "import boto3,os\nboto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_bucket(Bucket='{bucket}')"
-    );
+    let code = "import sys, boto3\n\
+c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n\
+try:\n    c.create_bucket(Bucket=sys.argv[2])\n\
+except c.exceptions.BucketAlreadyOwnedByYou:\n    pass\n";
     let o = Command::new(py)
-        .args(["-c", &code])
+        .args(["-c", code, endpoint, bucket])
         .output()
         .expect("python");
     assert!(
         o.status.success(),
-        "create bucket: {}",
+        "create bucket {bucket} at {endpoint}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -6,4 +6,5 @@ mod harness;
 mod cli;
 mod interop;
 mod roundtrip;
+mod s3;
 mod schema;
