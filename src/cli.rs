@@ -218,12 +218,35 @@ fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, Failure> {
     crate::config::load(path).map_err(|e| Failure::usage(e.to_string()))
 }
 
+/// Retry timing, with test-only overrides from the environment (WXCUBE_RETRY_BASE_MS,
+/// WXCUBE_MINUTE_MS, WXCUBE_TIMEOUT_MS) so fault tests need not wait real minutes.
+pub fn retry_policy() -> crate::extract::RetryPolicy {
+    let ms = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    };
+    let mut p = crate::extract::RetryPolicy::default();
+    if let Some(d) = ms("WXCUBE_RETRY_BASE_MS") {
+        p.base = d;
+        p.max = p.max.min(d * 64);
+    }
+    if let Some(d) = ms("WXCUBE_MINUTE_MS") {
+        p.minute_wait = d;
+    }
+    if let Some(d) = ms("WXCUBE_TIMEOUT_MS") {
+        p.timeout = d;
+    }
+    p
+}
+
 fn options(c: &Common, full_refresh: bool) -> Result<Options, Failure> {
     Ok(Options {
         accounts: c.accounts.clone(),
         reports: c.reports.as_deref().map(resolve_reports).transpose()?,
         full_refresh,
-        retry: None,
+        retry: Some(retry_policy()),
         observer: None,
     })
 }

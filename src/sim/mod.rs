@@ -65,6 +65,10 @@ pub struct SimConfig {
     /// Data calls per account per report per China day; beyond it, 45009.
     #[serde(default)]
     pub daily_quota: Option<u32>,
+    /// Stricter spans than the catalogue's, by report id: the newer docs give some
+    /// reports shorter spans (reference §10), and a client must cope with 61501.
+    #[serde(default)]
+    pub spans: BTreeMap<String, u32>,
 }
 
 fn default_articles_per_day() -> u32 {
@@ -82,6 +86,7 @@ impl Default for SimConfig {
             unauthorized: Vec::new(),
             faults: Faults::default(),
             daily_quota: None,
+            spans: BTreeMap::new(),
         }
     }
 }
@@ -103,6 +108,7 @@ impl fmt::Debug for SimConfig {
             .field("unauthorized", &self.unauthorized)
             .field("faults", &self.faults)
             .field("daily_quota", &self.daily_quota)
+            .field("spans", &self.spans)
             .finish()
     }
 }

@@ -509,7 +509,8 @@ fn answer(
         return Err(61500);
     };
     let today = sh.today();
-    if begin > end || (end - begin).num_days() >= i64::from(report.span) || end >= today {
+    let span = sh.cfg.spans.get(report.id).copied().unwrap_or(report.span);
+    if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
         return Err(61501);
     }
     if sh.cfg.legacy_retired && report.status == Status::Legacy {

@@ -257,3 +257,188 @@ pub fn duplicate_keys(report: &Report, rows: &[Value]) -> usize {
     keys.dedup();
     n - keys.len()
 }
+
+/// A `wxcube simulate` process on a free loopback port, killed on drop.
+pub struct Sim {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Sim {
+    pub fn start(config: &str, today: &str) -> Sim {
+        use std::io::BufRead;
+        let mut child = Command::new(bin())
+            .args([
+                "simulate", "--port", "0", "--config", config, "--today", today,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start simulator");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("simulator address");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Sim { child, port }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect simulator");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("response");
+        let text = String::from_utf8_lossy(&buf);
+        let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// Data calls per app_id (all reports), as the simulator counted them.
+    pub fn data_calls(&self) -> u64 {
+        let s = self.get("/_sim/stats");
+        s["data_calls"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .flat_map(|r| r.as_object().into_iter().flat_map(|o| o.values()))
+                    .filter_map(Value::as_u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn tokens(&self) -> Vec<String> {
+        self.get("/_sim/tokens")["tokens"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n.min(tail.len())]);
+        rest = tail.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pipeline against an out-of-process simulator.
+pub fn pipeline_at(base_url: &str, reports: &str, dates: &str, out: &str, limits: &str) -> String {
+    let mut accts = String::new();
+    for a in &ACCOUNTS {
+        accts.push_str(&format!(
+            "  - name: {}\n    app_id: {}\n    app_secret: test-secret-{}\n",
+            a.name, a.app_id, a.name
+        ));
+    }
+    format!(
+        "version: 1\nname: it\napi:\n  base_url: {base_url}\naccounts:\n{accts}reports: {reports}\ndates:\n{dates}\noutput:\n  uri: {out}\n  partition: month\nlimits:\n{limits}"
+    )
+}
+
+pub const FAST_LIMITS: &str =
+    "  requests_per_second: 200\n  max_in_flight: 8\n  global_requests_per_second: 1000\n";
+
+/// All rows of every report in `reports` for every test account, canonicalised.
+pub fn snapshot(root: &Path, reports: &[&str]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for r in reports {
+        for a in &ACCOUNTS {
+            out.push((
+                format!("{r}/{}", a.name),
+                canon(&read_rows(root, r, a.name)),
+            ));
+        }
+    }
+    out
+}
+
+/// Runs wxcube with extra environment.
+pub fn wxcube_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args).current_dir(dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run wxcube")
+}
+
+/// Compares two snapshots, reporting only the first difference (tables can be large).
+pub fn assert_same(got: &[(String, Vec<String>)], want: &[(String, Vec<String>)], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: table count");
+    for ((gk, g), (wk, w)) in got.iter().zip(want) {
+        assert_eq!(gk, wk, "{what}");
+        if g != w {
+            let first = g.iter().zip(w).find(|(a, b)| a != b);
+            panic!(
+                "{what}: {gk}: {} rows vs {} expected; first difference: {first:?}",
+                g.len(),
+                w.len()
+            );
+        }
+    }
+}
+
+/// A snapshot without the named columns.
+pub fn without(snap: Vec<(String, Vec<String>)>, cols: &[&str]) -> Vec<(String, Vec<String>)> {
+    snap.into_iter()
+        .map(|(k, rows)| {
+            let mut rows: Vec<String> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut v: Value = serde_json::from_str(&r).expect("json");
+                    if let Some(o) = v.as_object_mut() {
+                        for c in cols {
+                            o.remove(*c);
+                        }
+                    }
+                    v.to_string()
+                })
+                .collect();
+            rows.sort();
+            (k, rows)
+        })
+        .collect()
+}

@@ -4,6 +4,8 @@
 mod harness;
 
 mod cli;
+mod crash;
+mod faults;
 mod interop;
 mod roundtrip;
 mod s3;
