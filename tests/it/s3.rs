@@ -443,6 +443,8 @@ struct RelayState {
     up: AtomicBool,
     data_puts: AtomicUsize,
     cut_at: AtomicUsize,
+    /// A PUT went down with its head and part of its body delivered.
+    torn: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
 }
 
@@ -459,6 +461,7 @@ impl Relay {
                 up: AtomicBool::new(false),
                 data_puts: AtomicUsize::new(0),
                 cut_at: AtomicUsize::new(cut_at),
+                torn: AtomicBool::new(false),
                 conns: Mutex::new(Vec::new()),
             }),
         };
@@ -545,7 +548,9 @@ fn relay_conn(mut client: TcpStream, upstream: SocketAddr, state: &RelayState) {
                 let head = find(chunk, b"\r\n\r\n").map_or(n, |i| i + 4);
                 if head < n {
                     send = head + (n - head) / 2;
-                    let _ = server.write_all(&chunk[..send]);
+                    if server.write_all(&chunk[..send]).is_ok() {
+                        state.torn.store(true, Ordering::SeqCst);
+                    }
                     go_down(state);
                     break;
                 }
@@ -553,7 +558,9 @@ fn relay_conn(mut client: TcpStream, upstream: SocketAddr, state: &RelayState) {
             }
         } else if cutting {
             send = n / 2;
-            let _ = server.write_all(&chunk[..send]);
+            if server.write_all(&chunk[..send]).is_ok() {
+                state.torn.store(true, Ordering::SeqCst);
+            }
             go_down(state);
             break;
         }
@@ -637,6 +644,10 @@ async fn s3_outage_mid_run_fails_cleanly_and_a_rerun_completes() {
     let (failed, err) = run_json(dir.path(), &p, TODAY, &env);
     eprintln!("the failing run took {:.1}s", began.elapsed().as_secs_f64());
     assert!(!relay.is_up(), "the relay cut the connection: {err}");
+    assert!(
+        relay.state.torn.load(Ordering::SeqCst),
+        "a data.parquet PUT was cut halfway through its body"
+    );
     assert_eq!(
         failed["code"], 1,
         "an unreachable store is a runtime failure: {err}"
@@ -650,6 +661,7 @@ async fn s3_outage_mid_run_fails_cleanly_and_a_rerun_completes() {
         .rev()
         .find(|l| l.starts_with("error: "))
         .unwrap_or("");
+    eprintln!("{last}");
     assert!(
         last.contains("committing s3://outage/t/") && last.contains("data.parquet"),
         "the error names the partition: {last}"
