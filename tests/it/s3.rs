@@ -18,7 +18,7 @@ use wxcube::catalog::{self, REPORTS};
 use wxcube::store::{Store, StoreError, Tag};
 
 use crate::harness::*;
-use crate::interop::{create_bucket_at, python, s3_enabled};
+use crate::interop::{create_bucket_at, python, s3_enabled, unique};
 
 // ---------------------------------------------------------------------------------------
 // Conformance: what every backend must do. Each check uses its own keys in one store.
@@ -177,14 +177,6 @@ async fn conformance(s: &Store, atomic_races: bool) {
     if atomic_races {
         racing_writers_lose_nothing(s).await;
     }
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{tag}-{}-{nanos}", std::process::id())
 }
 
 fn skip_without_s3() -> bool {
