@@ -162,23 +162,30 @@ fn remote(op: &'static str, path: String, e: &object_store::Error) -> StoreError
         }
         cause = c.source();
     }
-    let text = crate::secret::redact(&text);
-    let refused = |hint: &str| StoreError::Refused {
+    // Error bodies are XML documents: one line is enough for a log.
+    let text = crate::secret::redact(&text).replace(['\r', '\n'], " ");
+    let refused = |message: String| StoreError::Refused {
         op,
         path: path.clone(),
-        message: format!("{hint} ({text})"),
+        message,
     };
     match e {
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => refused(
-            "S3 refused the credentials: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION",
-        ),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => refused(format!(
+            "S3 refused the credentials: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION ({text})"
+        )),
         _ if text.contains("NoSuchBucket") => {
-            refused("the bucket does not exist: create it first (wxcube does not create buckets)")
+            let bucket = path
+                .strip_prefix("s3://")
+                .and_then(|p| p.split('/').next())
+                .unwrap_or("?");
+            refused(format!(
+                "bucket {bucket} does not exist: create it first (wxcube does not create buckets)"
+            ))
         }
         E::NotSupported { .. }
         | E::NotImplemented { .. }
         | E::InvalidPath { .. }
-        | E::UnknownConfigurationKey { .. } => refused("S3 cannot do this"),
+        | E::UnknownConfigurationKey { .. } => refused(format!("S3 cannot do this ({text})")),
         _ => {
             let hint = if text.contains("error sending request")
                 || text.contains("Connect")
