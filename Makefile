@@ -4,6 +4,8 @@ CARGO ?= cargo
 VENV ?= .venv
 PY := $(VENV)/bin/python
 S3_PORT ?= 9000
+# `make test` picks a free port for its own moto unless this is set.
+TEST_S3_PORT ?=
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: help build demo test check fmt lint bench venv clean s3-up s3-down
@@ -24,7 +26,7 @@ $(VENV)/.stamp: tests/interop/requirements.txt
 	touch $@
 
 test: venv ## every test: unit, integration, S3 on a local moto server, DuckDB/Polars/pyarrow interop
-	VENV=$(VENV) S3_PORT=$(S3_PORT) CARGO="$(CARGO)" bash scripts/test.sh
+	VENV=$(VENV) S3_PORT=$(TEST_S3_PORT) CARGO="$(CARGO)" bash scripts/test.sh
 
 check: fmt lint test ## fmt, clippy -D warnings, tests
 

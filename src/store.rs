@@ -1,17 +1,34 @@
-//! Where tables live: a local directory or an object store (S3), behind one small API with
-//! an atomic, conditional whole-object write.
+//! Where tables live: a local directory or an S3 bucket (AWS or any S3-compatible server),
+//! behind one small API whose write is atomic and conditional on the version read.
 //!
-//! Local writes do not go through object_store's LocalFileSystem: it neither fsyncs nor
-//! supports conditional updates. Here a local write is temp file in the same folder → fsync →
-//! rename → fsync of the folder, and writers of the same object serialise on an advisory
-//! lock kept under `_wxcube/locks/`, so two runs never lose each other's rows. On S3 the
-//! write is one PUT conditional on the ETag read (or on absence), and a conflict is retried
-//! by the caller from a fresh read.
+//! The write is a compare-and-swap: `read` returns a [`Tag`], and `write` replaces the object
+//! only if it is still at that tag (still absent, for the empty tag); otherwise it returns
+//! `Conflict` and leaves the object alone, and the caller merges again from a fresh read. So
+//! two runs racing on one partition never lose each other's rows, on either backend.
+//!
+//! - S3: one PUT with `If-Match: <etag>`, or `If-None-Match: *` to create
+//!   (`S3ConditionalPut::ETagMatch`). AWS S3 has honoured both since 2024; so do moto 5.2 (the
+//!   loopback server of the tests, checked by the conformance suite in `tests/it/s3.rs`),
+//!   Cloudflare R2 and current MinIO. A PUT is all-or-nothing, so a reader sees the old object
+//!   or the new one, never a part. A server that ignored the headers would let a stale write
+//!   through: use a store that supports conditional writes. (moto checks and stores in two
+//!   steps without a lock, so only sequential conflicts are meaningful against it; AWS is
+//!   atomic.) Settings come from the usual AWS_* variables (`AmazonS3Builder::from_env`); the
+//!   bucket must exist. object_store retries each request a few times (connect errors, 5xx,
+//!   429) for at most [`S3_RETRY_TIMEOUT`]; longer outages surface as retryable `Remote`
+//!   errors for the caller's own backoff, so the two loops do not multiply into minutes.
+//! - Local: object_store's LocalFileSystem neither fsyncs nor supports conditional updates,
+//!   so a write is temp file in the same folder → fsync → rename → fsync of the folder. The
+//!   version check and the rename happen under a short per-object lock (`*.commit.lock`); the
+//!   tag is the file's identity (device, inode, size, mtime), new on every rename. Writers of
+//!   one object may also serialise a whole read-modify-write with `lock()`, so on disk a
+//!   conflict is the exception, not the rule. Locks live under `_wxcube/locks/`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path as ObjPath;
@@ -25,8 +42,16 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A failure another attempt may fix (network, server errors).
     #[error("{op} {path}: {message}")]
     Remote {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    /// The store refused for a reason a retry will not fix (credentials, missing bucket).
+    #[error("{op} {path}: {message}")]
+    Refused {
         op: &'static str,
         path: String,
         message: String,
@@ -44,9 +69,54 @@ impl StoreError {
     }
 }
 
-/// The version of an object as read, for a conditional write. `None`: it did not exist.
-#[derive(Debug, Clone, Default)]
-pub struct Tag(Option<UpdateVersion>);
+/// How long object_store keeps retrying one S3 request before giving up to the caller.
+pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+const S3_MAX_RETRIES: usize = 4;
+
+/// The version of an object as read, for a conditional write. The default: it did not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tag(Version);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Version {
+    #[default]
+    Absent,
+    Local(FileId),
+    Remote(UpdateVersion),
+}
+
+/// Identity of one version of a local file: every write renames a new file into place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(m: &std::fs::Metadata) -> FileId {
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        };
+        #[cfg(not(unix))]
+        let (dev, ino) = (0, 0);
+        let mtime_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(-1);
+        FileId {
+            dev,
+            ino,
+            len: m.len(),
+            mtime_ns,
+        }
+    }
+}
 
 pub enum Store {
     Local {
@@ -69,22 +139,101 @@ fn io<'a>(op: &'static str, path: &'a FsPath) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+fn joined(op: &'static str, rel: &str) -> impl FnOnce(tokio::task::JoinError) -> StoreError {
+    let path = rel.to_string();
+    move |e| StoreError::Io {
+        op,
+        path,
+        source: std::io::Error::other(e),
+    }
+}
+
+/// An object_store error as a `StoreError`, with the hint a user needs and the whole cause
+/// chain (object_store's own message stops at "error sending request").
+fn remote(op: &'static str, path: String, e: &object_store::Error) -> StoreError {
+    use object_store::Error as E;
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    // Error bodies are XML documents: one line is enough for a log.
+    let text = crate::secret::redact(&text).replace(['\r', '\n'], " ");
+    let refused = |message: String| StoreError::Refused {
+        op,
+        path: path.clone(),
+        message,
+    };
+    match e {
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => refused(format!(
+            "S3 refused the credentials: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION ({text})"
+        )),
+        _ if text.contains("NoSuchBucket") => {
+            let bucket = path
+                .strip_prefix("s3://")
+                .and_then(|p| p.split('/').next())
+                .unwrap_or("?");
+            refused(format!(
+                "bucket {bucket} does not exist: create it first (wxcube does not create buckets)"
+            ))
+        }
+        E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::InvalidPath { .. }
+        | E::UnknownConfigurationKey { .. } => refused(format!("S3 cannot do this ({text})")),
+        _ => {
+            let hint = if text.contains("error sending request")
+                || text.contains("Connect")
+                || text.contains("onnection refused")
+                || text.contains("timed out")
+            {
+                "S3 endpoint unreachable"
+            } else {
+                "S3 request failed"
+            };
+            StoreError::Remote {
+                op,
+                path,
+                message: format!("{hint}: {text}"),
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens `uri`: `s3://bucket/prefix` (AWS_* environment) or a local path.
     pub fn open(uri: &str) -> Result<Store, StoreError> {
         if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bad = |message: String| StoreError::Uri {
+                uri: uri.into(),
+                message,
+            };
+            if bucket.is_empty() {
+                return Err(bad("no bucket name (s3://bucket/prefix)".into()));
+            }
+            let retry = object_store::RetryConfig {
+                max_retries: S3_MAX_RETRIES,
+                retry_timeout: S3_RETRY_TIMEOUT,
+                ..Default::default()
+            };
+            // After from_env: a conditional PUT is not optional for us (see the module doc).
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+                .with_retry(retry)
                 .build()
-                .map_err(|e| StoreError::Uri {
-                    uri: uri.into(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| bad(crate::secret::redact(&e.to_string())))?;
+            let prefix = prefix.trim_matches('/');
+            let prefix = ObjPath::parse(prefix).map_err(|e| bad(e.to_string()))?;
             return Ok(Store::Remote {
                 store: Arc::new(s3),
-                prefix: ObjPath::from(prefix.trim_end_matches('/')),
+                prefix,
                 uri: uri.trim_end_matches('/').into(),
             });
         }
@@ -101,10 +250,10 @@ impl Store {
         }
     }
 
-    fn obj(&self, prefix: &ObjPath, rel: &str) -> ObjPath {
+    fn obj(prefix: &ObjPath, rel: &str) -> ObjPath {
         let mut p = prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
+            p = p.join(part);
         }
         p
     }
@@ -114,54 +263,63 @@ impl Store {
         match self {
             Store::Local { root } => {
                 let path = root.join(rel);
-                match tokio::fs::read(&path).await {
-                    Ok(b) => Ok(Some((Bytes::from(b), Tag(None)))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io("read", &path)(e)),
-                }
+                tokio::task::spawn_blocking(move || read_local(&path))
+                    .await
+                    .map_err(joined("read", rel))?
             }
             Store::Remote { store, prefix, .. } => {
-                let p = self.obj(prefix, rel);
-                let remote = |e: object_store::Error| StoreError::Remote {
-                    op: "read",
-                    path: self.describe(rel),
-                    message: crate::secret::redact(&e.to_string()),
-                };
+                let p = Self::obj(prefix, rel);
+                let fail = |e: object_store::Error| remote("read", self.describe(rel), &e);
                 match store.get(&p).await {
                     Ok(r) => {
                         let tag = UpdateVersion {
                             e_tag: r.meta.e_tag.clone(),
                             version: r.meta.version.clone(),
                         };
-                        let bytes = r.bytes().await.map_err(remote)?;
-                        Ok(Some((bytes, Tag(Some(tag)))))
+                        let bytes = r.bytes().await.map_err(fail)?;
+                        Ok(Some((bytes, Tag(Version::Remote(tag)))))
                     }
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(remote(e)),
+                    // A missing bucket is also a 404, but not an empty table.
+                    Err(e @ object_store::Error::NotFound { .. }) => match fail(e) {
+                        refused @ StoreError::Refused { .. } => Err(refused),
+                        _ => Ok(None),
+                    },
+                    Err(e) => Err(fail(e)),
                 }
             }
         }
     }
 
-    /// Writes an object atomically. Remote: only if it is still at `tag` (absent if the tag is
-    /// empty), else `Conflict`. Local: callers hold `lock()` for the read-modify-write.
+    /// Replaces an object atomically, only if it is still at `tag` (absent, for the default
+    /// tag); otherwise `Conflict`, and the object is left as it is.
     pub async fn write(&self, rel: &str, bytes: Bytes, tag: &Tag) -> Result<(), StoreError> {
+        self.put(rel, bytes, Some(tag)).await
+    }
+
+    /// Replaces an object atomically, whatever is there (run reports: each has its own name).
+    pub async fn overwrite(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.put(rel, bytes, None).await
+    }
+
+    async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<(), StoreError> {
         match self {
             Store::Local { root } => {
-                let path = root.join(rel);
-                tokio::task::spawn_blocking(move || write_local(&path, &bytes))
+                let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.cloned());
+                tokio::task::spawn_blocking(move || write_local(&root, &rel_s, &bytes, want))
                     .await
-                    .map_err(|e| StoreError::Io {
-                        op: "write",
-                        path: rel.into(),
-                        source: std::io::Error::other(e),
-                    })?
+                    .map_err(joined("write", rel))?
             }
             Store::Remote { store, prefix, .. } => {
-                let p = self.obj(prefix, rel);
-                let mode = match &tag.0 {
-                    Some(v) => PutMode::Update(v.clone()),
-                    None => PutMode::Create,
+                let p = Self::obj(prefix, rel);
+                let mode = match tag.map(|t| &t.0) {
+                    None => PutMode::Overwrite,
+                    Some(Version::Absent) => PutMode::Create,
+                    Some(Version::Remote(v)) => PutMode::Update(v.clone()),
+                    Some(Version::Local(_)) => {
+                        return Err(StoreError::Conflict {
+                            path: self.describe(rel),
+                        })
+                    }
                 };
                 let opts = PutOptions {
                     mode,
@@ -169,40 +327,24 @@ impl Store {
                 };
                 match store.put_opts(&p, bytes.into(), opts).await {
                     Ok(_) => Ok(()),
-                    Err(object_store::Error::Precondition { .. })
-                    | Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::Conflict {
-                        path: self.describe(rel),
-                    }),
-                    Err(e) => Err(StoreError::Remote {
-                        op: "write",
-                        path: self.describe(rel),
-                        message: crate::secret::redact(&e.to_string()),
-                    }),
+                    // object_store reports If-Match on a vanished object as Precondition too.
+                    Err(e @ object_store::Error::Precondition { .. })
+                    | Err(e @ object_store::Error::AlreadyExists { .. }) => {
+                        match remote("write", self.describe(rel), &e) {
+                            refused @ StoreError::Refused { .. } => Err(refused),
+                            _ => Err(StoreError::Conflict {
+                                path: self.describe(rel),
+                            }),
+                        }
+                    }
+                    Err(e) => Err(remote("write", self.describe(rel), &e)),
                 }
             }
         }
     }
 
-    /// Writes unconditionally (run reports: each has its own name).
-    pub async fn overwrite(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        match self {
-            Store::Local { .. } => self.write(rel, bytes, &Tag(None)).await,
-            Store::Remote { store, prefix, .. } => {
-                let p = self.obj(prefix, rel);
-                store
-                    .put(&p, bytes.into())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| StoreError::Remote {
-                        op: "write",
-                        path: self.describe(rel),
-                        message: crate::secret::redact(&e.to_string()),
-                    })
-            }
-        }
-    }
-
-    /// Relative paths of the objects under `rel_prefix`.
+    /// Relative paths of the objects under `rel_prefix` (whole path segments: `a` lists
+    /// `a/x`, not `ab/x`), sorted.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Local { root } => {
@@ -215,25 +357,16 @@ impl Store {
                     Ok(out)
                 })
                 .await
-                .map_err(|e| StoreError::Io {
-                    op: "list",
-                    path: rel_prefix.into(),
-                    source: std::io::Error::other(e),
-                })?
+                .map_err(joined("list", rel_prefix))?
             }
             Store::Remote { store, prefix, .. } => {
                 use futures::TryStreamExt;
-                let p = self.obj(prefix, rel_prefix);
-                let metas: Vec<_> =
-                    store
-                        .list(Some(&p))
-                        .try_collect()
-                        .await
-                        .map_err(|e| StoreError::Remote {
-                            op: "list",
-                            path: self.describe(rel_prefix),
-                            message: crate::secret::redact(&e.to_string()),
-                        })?;
+                let p = Self::obj(prefix, rel_prefix);
+                let metas: Vec<_> = store
+                    .list(Some(&p))
+                    .try_collect()
+                    .await
+                    .map_err(|e| remote("list", self.describe(rel_prefix), &e))?;
                 let strip = format!("{}/", prefix.as_ref());
                 let mut out: Vec<String> = metas
                     .into_iter()
@@ -248,35 +381,40 @@ impl Store {
         }
     }
 
-    /// Serialises local writers of `rel` (across processes). Remote stores rely on the
-    /// conditional write instead and get no lock.
+    /// Serialises local writers of `rel` (across processes) for a whole read-modify-write.
+    /// Remote stores rely on the conditional write alone and get no lock.
     pub async fn lock(&self, rel: &str) -> Result<Option<std::fs::File>, StoreError> {
         let Store::Local { root } = self else {
             return Ok(None);
         };
-        let path = root
-            .join("_wxcube/locks")
-            .join(format!("{}.lock", rel.replace('/', "~")));
-        tokio::task::spawn_blocking(move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(io("open", &path))?;
-            f.lock().map_err(io("lock", &path))?;
-            Ok(Some(f))
-        })
-        .await
-        .map_err(|e| StoreError::Io {
-            op: "lock",
-            path: rel.into(),
-            source: std::io::Error::other(e),
-        })?
+        let path = lock_path(root, rel, "lock");
+        tokio::task::spawn_blocking(move || lock_file(&path).map(Some))
+            .await
+            .map_err(joined("lock", rel))?
     }
+}
+
+fn lock_path(root: &FsPath, rel: &str, kind: &str) -> PathBuf {
+    root.join("_wxcube/locks")
+        .join(format!("{}.{kind}", rel.replace('/', "~")))
+}
+
+fn lock_file(path: &FsPath) -> Result<std::fs::File, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io("open", path))?;
+    f.lock().map_err(io("lock", path))?;
+    Ok(f)
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
 }
 
 fn walk(dir: &FsPath, root: &FsPath, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -290,6 +428,8 @@ fn walk(dir: &FsPath, root: &FsPath, out: &mut Vec<String>) -> std::io::Result<(
         let p = e.path();
         if e.file_type()?.is_dir() {
             walk(&p, root, out)?;
+        } else if is_temp(&e.file_name().to_string_lossy()) {
+            // A write in progress (or one a crash left behind) is not an object.
         } else if let Ok(rel) = p.strip_prefix(root) {
             out.push(rel.to_string_lossy().replace('\\', "/"));
         }
@@ -297,7 +437,38 @@ fn walk(dir: &FsPath, root: &FsPath, out: &mut Vec<String>) -> std::io::Result<(
     Ok(())
 }
 
-fn write_local(path: &FsPath, bytes: &[u8]) -> Result<(), StoreError> {
+fn read_local(path: &FsPath) -> Result<Option<(Bytes, Tag)>, StoreError> {
+    // One open file: the bytes and the tag describe the same version even if a writer
+    // renames a new one into place meanwhile.
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let meta = f.metadata().map_err(io("read", path))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut buf).map_err(io("read", path))?;
+    Ok(Some((
+        Bytes::from(buf),
+        Tag(Version::Local(FileId::of(&meta))),
+    )))
+}
+
+fn current_version(path: &FsPath) -> Result<Version, StoreError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Version::Local(FileId::of(&m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Version::Absent),
+        Err(e) => Err(io("stat", path)(e)),
+    }
+}
+
+fn write_local(
+    root: &FsPath,
+    rel: &str,
+    bytes: &[u8],
+    want: Option<Tag>,
+) -> Result<(), StoreError> {
+    let path = root.join(rel);
     let dir = path.parent().unwrap_or(FsPath::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let name = path
@@ -311,7 +482,18 @@ fn write_local(path: &FsPath, bytes: &[u8]) -> Result<(), StoreError> {
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
-        std::fs::rename(&tmp, path).map_err(io("rename", path))?;
+        {
+            // Check and swap under one lock; held only for a stat and a rename.
+            let _guard = lock_file(&lock_path(root, rel, "commit.lock"))?;
+            if let Some(want) = &want {
+                if current_version(&path)? != want.0 {
+                    return Err(StoreError::Conflict {
+                        path: path.display().to_string(),
+                    });
+                }
+            }
+            std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        }
         // The rename is durable only once the folder is synced.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -340,13 +522,10 @@ mod tests {
         )
         .await
         .unwrap();
-        s.write(
-            "a/b/data.parquet",
-            Bytes::from_static(b"two"),
-            &Tag::default(),
-        )
-        .await
-        .unwrap();
+        let (_, tag) = s.read("a/b/data.parquet").await.unwrap().unwrap();
+        s.write("a/b/data.parquet", Bytes::from_static(b"two"), &tag)
+            .await
+            .unwrap();
         let (b, _) = s.read("a/b/data.parquet").await.unwrap().unwrap();
         assert_eq!(&b[..], b"two");
         assert_eq!(
@@ -359,5 +538,38 @@ mod tests {
             1,
             "locks live under _wxcube, not in tables"
         );
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec!["data.parquet"], "no temp file left behind");
+    }
+
+    #[tokio::test]
+    async fn local_stale_tag_conflicts_and_keeps_the_newer_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        s.write("k", Bytes::from_static(b"one"), &Tag::default())
+            .await
+            .unwrap();
+        let (_, stale) = s.read("k").await.unwrap().unwrap();
+        s.write("k", Bytes::from_static(b"two"), &stale)
+            .await
+            .unwrap();
+        let e = s.write("k", Bytes::from_static(b"three"), &stale).await;
+        assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
+        let e = s
+            .write("k", Bytes::from_static(b"four"), &Tag::default())
+            .await;
+        assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
+        assert_eq!(&s.read("k").await.unwrap().unwrap().0[..], b"two");
+    }
+
+    #[test]
+    fn s3_uri_needs_a_bucket() {
+        assert!(matches!(
+            Store::open("s3:///prefix"),
+            Err(StoreError::Uri { .. })
+        ));
     }
 }

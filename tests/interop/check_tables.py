@@ -16,6 +16,8 @@ import pyarrow.fs as pafs
 
 spec = json.load(open(sys.argv[1]))
 failures = []
+# Which reader read from where, so the caller can tell that nothing was skipped.
+read = set()
 
 
 def fail(msg):
@@ -91,6 +93,7 @@ for report, r in spec["reports"].items():
         n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchall()[0][0]
         if n != want_rows:
             fail(f"duckdb {report}: {n} rows != {want_rows}")
+        read.add("duckdb:disk")
         labels = [c["name"] for c in r["columns"] if c["type"] == "Dictionary<Utf8>"]
         for lab in labels:
             bad = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true) where {lab} is null or {lab} = ''").fetchall()[0][0]
@@ -99,7 +102,7 @@ for report, r in spec["reports"].items():
     except Exception as e:  # noqa: BLE001
         fail(f"duckdb {report}: {e}")
 
-    def check_polars(source, **kw):
+    def check_polars(source, where, **kw):
         try:
             lf = pl.scan_parquet(source, hive_partitioning=True, hive_schema={"account": pl.String, part: pl.String}, **kw)
             schema = lf.collect_schema()
@@ -112,10 +115,11 @@ for report, r in spec["reports"].items():
             n = lf.select(pl.len()).collect().item()
             if n != want_rows:
                 fail(f"polars {source} {report}: {n} rows != {want_rows}")
+            read.add(f"polars:{where}")
         except Exception as e:  # noqa: BLE001
             fail(f"polars {source} {report}: {e}")
 
-    def check_arrow(source, filesystem=None):
+    def check_arrow(source, where, filesystem=None):
         try:
             part_schema = pa.schema([("account", pa.string()), (part, pa.string())])
             d = ds.dataset(source, format="parquet", partitioning=ds.partitioning(part_schema, flavor="hive"), filesystem=filesystem)
@@ -129,22 +133,24 @@ for report, r in spec["reports"].items():
             accounts = set(d.to_table(columns=["account"]).column("account").to_pylist())
             if not accounts:
                 fail(f"pyarrow {source} {report}: no account values")
+            read.add(f"pyarrow:{where}")
         except Exception as e:  # noqa: BLE001
             fail(f"pyarrow {source} {report}: {e}")
 
-    check_polars(glob)
-    check_arrow(root)
+    check_polars(glob, "disk")
+    check_arrow(root, "disk")
     s3 = spec.get("s3")
     if s3:
         uri = f"{s3['uri']}/{report}"
         opts = {"aws_endpoint_url": s3["endpoint"], "aws_allow_http": "true", "aws_access_key_id": s3["key"],
                 "aws_secret_access_key": s3["secret"], "aws_region": s3["region"]}
-        check_polars(f"{uri}/**/*.parquet", storage_options=opts)
+        check_polars(f"{uri}/**/*.parquet", "s3", storage_options=opts)
         fs = pafs.S3FileSystem(endpoint_override=s3["endpoint"].split("://", 1)[1], scheme="http",
                                access_key=s3["key"], secret_key=s3["secret"], region=s3["region"])
-        check_arrow(uri[len("s3://"):], filesystem=fs)
+        check_arrow(uri[len("s3://"):], "s3", filesystem=fs)
 
 for f in failures:
     print(f)
+print("read: " + " ".join(sorted(read)))
 print(f"checked {len(spec['reports'])} tables: {len(failures)} failures", file=sys.stderr)
 sys.exit(1 if failures else 0)

@@ -20,19 +20,26 @@ pub fn s3_enabled() -> bool {
     std::env::var_os("WXCUBE_TEST_S3").is_some() && python().is_some()
 }
 
-/// Creates a bucket on the loopback S3 server (object_store cannot).
+/// Creates a bucket on the loopback S3 server of `make test` (object_store cannot).
 pub fn create_bucket(bucket: &str) {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    create_bucket_at(&endpoint, bucket);
+}
+
+/// Creates a bucket on the S3 server at `endpoint`; one that exists already is fine.
+pub fn create_bucket_at(endpoint: &str, bucket: &str) {
     let py = python().expect("python");
-    let code = format!(
-        "import boto3,os\nboto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_bucket(Bucket='{bucket}')"
-    );
+    let code = "import sys, boto3\n\
+c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n\
+try:\n    c.create_bucket(Bucket=sys.argv[2])\n\
+except c.exceptions.BucketAlreadyOwnedByYou:\n    pass\n";
     let o = Command::new(py)
-        .args(["-c", &code])
+        .args(["-c", code, endpoint, bucket])
         .output()
         .expect("python");
     assert!(
         o.status.success(),
-        "create bucket: {}",
+        "create bucket {bucket} at {endpoint}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
@@ -90,7 +97,8 @@ fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
     path
 }
 
-fn check(spec: &Path) {
+/// Runs the readers; returns the `reader:place` pairs that read every table.
+fn check(spec: &Path) -> String {
     let py = python().expect("python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_tables.py");
     let o = Command::new(py)
@@ -104,6 +112,20 @@ fn check(spec: &Path) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("read: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A fresh prefix per test run: the loopback server may outlive one run.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{tag}-{}-{nanos}", std::process::id())
 }
 
 #[test]
@@ -115,15 +137,16 @@ fn duckdb_polars_pyarrow_read_every_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let report = run(dir.path(), "./out");
     let root = dir.path().join("out");
+    let s3_uri = format!("s3://interop/{}", unique("tables"));
     let s3 = if s3_enabled() {
         create_bucket("interop");
-        let s3report = run(dir.path(), "s3://interop/tables");
+        let s3report = run(dir.path(), &s3_uri);
         assert_eq!(
             s3report["rows"], report["rows"],
             "S3 run writes the same rows as the local run"
         );
         Some(json!({
-            "uri": "s3://interop/tables",
+            "uri": s3_uri,
             "endpoint": std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL"),
             "key": std::env::var("AWS_ACCESS_KEY_ID").expect("key"),
             "secret": std::env::var("AWS_SECRET_ACCESS_KEY").expect("secret"),
@@ -132,5 +155,14 @@ fn duckdb_polars_pyarrow_read_every_table() {
     } else {
         None
     };
-    check(&spec(dir.path(), &report, &root, s3));
+    let with_s3 = s3.is_some();
+    let read = check(&spec(dir.path(), &report, &root, s3));
+    let mut want = vec!["duckdb:disk", "polars:disk", "pyarrow:disk"];
+    if with_s3 {
+        want.extend(["polars:s3", "pyarrow:s3"]);
+    } else {
+        eprintln!("SKIPPED: reading from S3 (WXCUBE_TEST_S3 is not set)");
+    }
+    want.sort_unstable();
+    assert_eq!(read, want.join(" "), "every reader read every table");
 }

@@ -9,4 +9,5 @@ mod crash;
 mod faults;
 mod interop;
 mod roundtrip;
+mod s3;
 mod schema;
