@@ -80,6 +80,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Plan, extract, transform, load; print a run summary.
     Run {
+        /// The pipeline YAML file.
         pipeline: PathBuf,
         /// Ignore state: fetch the whole range again (rows are replaced, never duplicated).
         #[arg(long)]
@@ -89,7 +90,9 @@ pub enum Command {
     },
     /// Print the calls a run would make, per account and report; makes no data call.
     Plan {
+        /// The pipeline YAML file.
         pipeline: PathBuf,
+        /// Plan as if nothing were loaded yet.
         #[arg(long)]
         full_refresh: bool,
         #[command(flatten)]
@@ -97,6 +100,7 @@ pub enum Command {
     },
     /// Check pipelines without touching the network; reports every error.
     Validate {
+        /// Pipeline YAML files.
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
         #[command(flatten)]
@@ -109,6 +113,7 @@ pub enum Command {
     },
     /// The Arrow schema of a report's table, with each column's meaning.
     Schema {
+        /// A report id or WeChat API name (see `wxcube reports`).
         report: String,
         #[command(flatten)]
         common: Common,
@@ -338,17 +343,21 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     r.key.join(", ")
                 );
                 let _ = writeln!(out);
+                let mut t = Table::new(&[
+                    ("column", false),
+                    ("type", false),
+                    ("nullable", false),
+                    ("meaning", false),
+                ]);
                 for (c, f) in r.columns.iter().zip(schema.fields()) {
-                    let null = if f.is_nullable() { "null" } else { "" };
-                    let _ = writeln!(
-                        out,
-                        "  {:<34} {:<46} {:<4}  {}",
-                        c.name,
+                    t.push(vec![
+                        c.name.to_string(),
                         type_name(f.data_type()),
-                        null,
-                        c.doc
-                    );
+                        if f.is_nullable() { "yes" } else { "no" }.to_string(),
+                        c.doc.to_string(),
+                    ]);
                 }
+                t.render(&mut out);
             }
             Ok(EXIT_OK)
         }
