@@ -5,5 +5,7 @@ mod harness;
 
 mod cli;
 mod interop;
+mod ops;
+mod readme;
 mod roundtrip;
 mod schema;
