@@ -343,21 +343,17 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     r.key.join(", ")
                 );
                 let _ = writeln!(out);
-                let mut t = Table::new(&[
-                    ("column", false),
-                    ("type", false),
-                    ("nullable", false),
-                    ("meaning", false),
-                ]);
                 for (c, f) in r.columns.iter().zip(schema.fields()) {
-                    t.push(vec![
-                        c.name.to_string(),
+                    let null = if f.is_nullable() { "null" } else { "" };
+                    let _ = writeln!(
+                        out,
+                        "  {:<34} {:<46} {:<4}  {}",
+                        c.name,
                         type_name(f.data_type()),
-                        if f.is_nullable() { "yes" } else { "no" }.to_string(),
-                        c.doc.to_string(),
-                    ]);
+                        null,
+                        c.doc
+                    );
                 }
-                t.render(&mut out);
             }
             Ok(EXIT_OK)
         }

@@ -224,6 +224,7 @@ fn readme_commands_run() {
         }
     }
 
+    println!("README.md: {sh_run} sh blocks (S3: {s3}), {py_run} python blocks, {yaml_checked} pipelines checked");
     // The README shows each command at least once, and they all ran.
     for needle in [
         "wxcube validate",
