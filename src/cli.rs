@@ -696,6 +696,14 @@ fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
 
 use crate::plan as plan_mod;
 
+fn windows(n: usize) -> String {
+    if n == 1 {
+        "1 window".into()
+    } else {
+        format!("{n} windows")
+    }
+}
+
 /// Per report, over its accounts.
 #[derive(Default)]
 struct ReportLine {
@@ -743,16 +751,15 @@ fn print_summary(out: &mut impl Write, r: &RunReport, saved: Option<&str>) {
         if let Some(reason) = &t.reason {
             let mut what = Vec::new();
             if !t.failed.is_empty() {
-                what.push(format!("{} failed", t.failed.len()));
+                what.push(format!("{} failed", windows(t.failed.len())));
             }
             if !t.deferred.is_empty() {
-                what.push(format!("{} deferred", t.deferred.len()));
+                what.push(format!("{} deferred", windows(t.deferred.len())));
             }
             notes.push(format!(
-                "  {} / {}: {} window(s) {}: {reason}",
+                "  {} / {}: {}: {reason}",
                 t.report,
                 t.account,
-                t.failed.len() + t.deferred.len(),
                 what.join(", ")
             ));
         }
@@ -902,9 +909,8 @@ mod tests {
         assert_eq!(row("user_summary")[8..], ["deferred", "1"]);
         assert_eq!(row("article_read")[8..], ["ok"]);
         assert_eq!(row("total")[..5], ["total", "9", "9", "38", "3"]);
-        assert!(text.contains(
-            "user_summary / shop_sh: 1 window(s) 1 deferred: daily quota exhausted (45009)"
-        ));
+        assert!(text
+            .contains("user_summary / shop_sh: 1 window deferred: daily quota exhausted (45009)"));
         assert!(text.contains("9 data calls (9 planned, 1 retries), 2 token calls"));
         assert!(text.contains("run report: /tmp/x/_wxcube/runs/r.json"));
         assert!(text

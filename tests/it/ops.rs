@@ -457,3 +457,49 @@ print(checked)
     let checked: usize = stdout(&o).trim().parse().expect("count");
     assert!(checked >= 15, "only {checked} files checked");
 }
+
+#[test]
+fn a_partial_run_says_what_is_not_done_and_why_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = pipeline(
+        "[user_summary, article_read]",
+        "  days_back: 7",
+        "./out",
+        "",
+    )
+    .replace(
+        "simulator: { seed: 7 }",
+        "simulator: { seed: 7, daily_quota: 3 }",
+    );
+    let p = write(dir.path(), "p.yaml", &text);
+    let o = wxcube(
+        &["run", p.to_str().expect("utf8"), "--today", "2026-01-20"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("article_read "))
+        .expect("article_read row")
+        .split_whitespace()
+        .collect();
+    // 2 accounts × 7 one-day windows; the quota lets 3 per account through.
+    assert_eq!(row[1..4], ["2", "6", "14"], "{out}");
+    assert_eq!(row[row.len() - 2..], ["deferred", "8"], "{out}");
+    for account in ["brand_cn", "shop_sh"] {
+        let note = format!(
+            "  article_read / {account}: 4 windows deferred: daily quota exhausted (45009)"
+        );
+        assert!(out.contains(&note), "{note:?} in\n{out}");
+    }
+    assert!(out.contains("exit 3: partial"), "{out}");
+    let saved: Vec<_> = std::fs::read_dir(dir.path().join("out/_wxcube/runs"))
+        .expect("runs")
+        .flatten()
+        .collect();
+    assert_eq!(saved.len(), 1);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(saved[0].path()).expect("read")).expect("json");
+    assert_eq!(report["exit_code"], 3);
+}
