@@ -3,14 +3,16 @@
 //! Exit codes: 0 all done; 1 runtime failure; 2 invalid pipeline or usage; 3 partial (some
 //! work deferred or failed for a stated reason; the rest is committed, a re-run resumes).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::catalog::{self, Report};
 use crate::dates::{self, Clock};
 use crate::pipeline::Pipeline;
+use crate::progress::{self, Progress};
 use crate::run::{self, Options, RunReport};
 use crate::transform;
 
@@ -78,6 +80,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Plan, extract, transform, load; print a run summary.
     Run {
+        /// The pipeline YAML file.
         pipeline: PathBuf,
         /// Ignore state: fetch the whole range again (rows are replaced, never duplicated).
         #[arg(long)]
@@ -87,7 +90,9 @@ pub enum Command {
     },
     /// Print the calls a run would make, per account and report; makes no data call.
     Plan {
+        /// The pipeline YAML file.
         pipeline: PathBuf,
+        /// Plan as if nothing were loaded yet.
         #[arg(long)]
         full_refresh: bool,
         #[command(flatten)]
@@ -95,6 +100,7 @@ pub enum Command {
     },
     /// Check pipelines without touching the network; reports every error.
     Validate {
+        /// Pipeline YAML files.
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
         #[command(flatten)]
@@ -107,6 +113,7 @@ pub enum Command {
     },
     /// The Arrow schema of a report's table, with each column's meaning.
     Schema {
+        /// A report id or WeChat API name (see `wxcube reports`).
         report: String,
         #[command(flatten)]
         common: Common,
@@ -168,8 +175,11 @@ fn init_logging(c: &Common) {
             "{level},hyper=warn,reqwest=warn,h2=warn,rustls=warn"
         ))
     });
+    // Colour only on a terminal: logs in a file or a collector must be plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogLine::default)
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_target(false);
     let _ = match c.log_format {
@@ -387,7 +397,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 let _ = writeln!(
                     out,
                     "{}",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                    serde_json::to_string_pretty(&plan_json(&p, &plan)).unwrap_or_default()
                 );
             } else {
                 print_plan(&mut out, &p, &plan);
@@ -400,9 +410,30 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
             common,
         } => {
             let p = load_pipeline(&pipeline)?;
-            let opts = options(&common, full_refresh)?;
+            let mut opts = options(&common, full_refresh)?;
             let clock = clock(&common);
-            let report = run::run(&p, clock, &opts).await.map_err(run_failure)?;
+            let bars = progress::wanted(
+                common.progress,
+                common.quiet,
+                std::io::stderr().is_terminal(),
+                progress::term_is_dumb(),
+            )
+            .then(|| {
+                let accounts = opts.accounts.as_ref().map_or(p.accounts.len(), Vec::len);
+                Arc::new(Progress::new(
+                    progress::stderr_target(),
+                    progress::call_limit(&p.limits, accounts),
+                ))
+            });
+            if let Some(b) = &bars {
+                opts.observer = Some(Arc::clone(b) as Arc<dyn run::Observer>);
+            }
+            let report = run::run(&p, clock, &opts).await.map_err(|e| {
+                if let Some(b) = &bars {
+                    b.clear();
+                }
+                run_failure(e)
+            })?;
             if common.json {
                 let _ = writeln!(
                     out,
@@ -410,7 +441,11 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     serde_json::to_string_pretty(&report).unwrap_or_default()
                 );
             } else if !common.quiet {
-                print_summary(&mut out, &report);
+                let store = crate::store::Store::open(&p.output.uri).ok();
+                let saved = store
+                    .filter(|_| report.error.is_none())
+                    .map(|s| s.describe(&format!("_wxcube/runs/{}.json", report.run_id)));
+                print_summary(&mut out, &report, saved.as_deref());
             }
             if let Some(e) = &report.error {
                 eprintln!("error: {e}");
@@ -484,121 +519,450 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// What an exit code means, for the last line of a run summary.
+pub fn exit_meaning(code: i32) -> &'static str {
+    match code {
+        EXIT_OK => "all done",
+        EXIT_PARTIAL => {
+            "partial: some work was deferred or failed (reasons above); the rest is committed, a re-run resumes"
+        }
+        EXIT_USAGE => "invalid pipeline or usage",
+        _ => "runtime failure (error below); committed partitions stay, a re-run resumes",
+    }
+}
+
+/// A plain text table: columns as wide as their widest cell, two spaces apart.
+struct Table {
+    head: Vec<&'static str>,
+    /// Right-aligned columns (numbers).
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(cols: &[(&'static str, bool)]) -> Self {
+        Table {
+            head: cols.iter().map(|c| c.0).collect(),
+            right: cols.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    fn render(&self, out: &mut impl Write) {
+        let n = self.head.len();
+        let mut width: Vec<usize> = self.head.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                let pad = width[i].saturating_sub(c.chars().count());
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                if self.right[i] {
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                } else {
+                    s.push_str(c);
+                    if i + 1 < cells.len() {
+                        s.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(self.head.clone()));
+        for r in &self.rows {
+            let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+        }
+    }
+}
+
+fn percent(calls: usize, budget: u32) -> String {
+    format!("{:.1}%", 100.0 * calls as f64 / f64::from(budget.max(1)))
+}
+
+/// `plan --json`: the `Plan` with derived numbers beside its own fields.
+fn plan_json(p: &Pipeline, plan: &plan_mod::Plan) -> serde_json::Value {
+    let mut v = serde_json::to_value(plan).unwrap_or_default();
+    if let Some(tasks) = v.get_mut("tasks").and_then(|t| t.as_array_mut()) {
+        for (t, task) in tasks.iter_mut().zip(&plan.tasks) {
+            if let Some(o) = t.as_object_mut() {
+                o.insert("calls".into(), task.windows.len().into());
+                o.insert(
+                    "budget_share".into(),
+                    (task.windows.len() as f64 / f64::from(plan.daily_calls_per_report.max(1)))
+                        .into(),
+                );
+            }
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("pipeline".into(), p.name.clone().into());
+        o.insert("calls".into(), plan.calls().into());
+        o.insert("deferred_calls".into(), plan.deferred().into());
+    }
+    v
+}
+
+/// Seconds the planned calls take at least at the pipeline's rate limits.
+fn min_seconds(p: &Pipeline, plan: &plan_mod::Plan) -> f64 {
+    let mut per_account: Vec<(usize, usize)> = Vec::new();
+    for t in &plan.tasks {
+        match per_account.iter_mut().find(|(a, _)| *a == t.account) {
+            Some(e) => e.1 += t.windows.len(),
+            None => per_account.push((t.account, t.windows.len())),
+        }
+    }
+    let slowest = per_account.iter().map(|e| e.1).max().unwrap_or(0) as f64
+        / f64::from(p.limits.requests_per_second.max(1));
+    let overall = plan.calls() as f64 / f64::from(p.limits.global_requests_per_second.max(1));
+    slowest.max(overall)
+}
+
 fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
+    let _ = writeln!(out, "plan for {} ({})", p.name, p.source.display());
     let _ = writeln!(
         out,
-        "plan for {} ({}): {} .. {}, today {} (latest ready day {})",
-        p.name,
-        p.source.display(),
+        "dates {} .. {} (China); today {}, latest ready day {}; budget {} calls per account and report a day",
         dates::fmt(plan.start),
         dates::fmt(plan.end),
         dates::fmt(plan.today),
-        dates::fmt(plan.latest_ready)
+        dates::fmt(plan.latest_ready),
+        plan.daily_calls_per_report
     );
-    let _ = writeln!(
-        out,
-        "{:<20} {:<24} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8}",
-        "account", "report", "windows", "calls", "budget%", "loaded", "revise", "deferred"
-    );
-    for t in &plan.tasks {
-        let calls = t.windows.len();
-        let share = 100.0 * calls as f64 / f64::from(plan.daily_calls_per_report.max(1));
-        let _ = writeln!(
-            out,
-            "{:<20} {:<24} {:>7} {:>7} {:>7.1}% {:>7} {:>7} {:>8}",
-            t.account_name,
-            t.report,
-            t.windows.len(),
-            calls,
-            share,
-            t.loaded_dates,
-            t.revise_dates,
-            t.deferred.len()
-        );
+    let _ = writeln!(out);
+    let mut t = Table::new(&[
+        ("account", false),
+        ("report", false),
+        ("span", true),
+        ("calls", true),
+        ("budget", true),
+        ("windows cover", false),
+        ("loaded", true),
+        ("revise", true),
+        ("deferred", true),
+    ]);
+    for task in &plan.tasks {
+        let span = catalog::find(task.report).map_or(0, |r| r.span);
+        let cover = match (task.windows.first(), task.windows.last()) {
+            (Some(a), Some(b)) => plan_mod::Window {
+                begin: a.begin,
+                end: b.end,
+            }
+            .to_string(),
+            _ => "-".to_string(),
+        };
+        t.push(vec![
+            task.account_name.clone(),
+            task.report.to_string(),
+            span.to_string(),
+            task.windows.len().to_string(),
+            percent(task.windows.len(), plan.daily_calls_per_report),
+            cover,
+            task.loaded_dates.to_string(),
+            task.revise_dates.to_string(),
+            task.deferred.len().to_string(),
+        ]);
     }
+    t.push(vec![
+        "total".to_string(),
+        format!("{} tasks", plan.tasks.len()),
+        String::new(),
+        plan.calls().to_string(),
+        String::new(),
+        String::new(),
+        plan.tasks
+            .iter()
+            .map(|t| t.loaded_dates)
+            .sum::<usize>()
+            .to_string(),
+        plan.tasks
+            .iter()
+            .map(|t| t.revise_dates)
+            .sum::<usize>()
+            .to_string(),
+        plan.deferred().to_string(),
+    ]);
+    t.render(out);
+    let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<20} {:<24} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8}",
-        "total",
-        "",
+        "span: days one call covers at most; calls: data calls, one per window; budget: share of limits.daily_calls_per_report;"
+    );
+    let _ = writeln!(
+        out,
+        "loaded: dates already loaded and final (skipped); revise: loaded dates fetched again because WeChat may still revise them;"
+    );
+    let _ = writeln!(
+        out,
+        "deferred: windows left for a later run (daily budget reached, quota exhausted or report retired)."
+    );
+    let _ = writeln!(
+        out,
+        "{} calls ({} deferred); at {} calls/s per account and {} calls/s overall that is at least {:.0} s.",
         plan.calls(),
-        plan.calls(),
-        "",
-        plan.tasks.iter().map(|t| t.loaded_dates).sum::<usize>(),
-        plan.tasks.iter().map(|t| t.revise_dates).sum::<usize>(),
-        plan.deferred()
+        plan.deferred(),
+        p.limits.requests_per_second,
+        p.limits.global_requests_per_second,
+        min_seconds(p, plan).ceil()
     );
 }
 
 use crate::plan as plan_mod;
 
-fn print_summary(out: &mut impl Write, r: &RunReport) {
+fn windows(n: usize) -> String {
+    if n == 1 {
+        "1 window".into()
+    } else {
+        format!("{n} windows")
+    }
+}
+
+/// Per report, over its accounts.
+#[derive(Default)]
+struct ReportLine {
+    accounts: usize,
+    calls: u64,
+    planned: usize,
+    rows: u64,
+    files: usize,
+    bytes: u64,
+    deferred: usize,
+    failed: usize,
+}
+
+fn print_summary(out: &mut impl Write, r: &RunReport, saved: Option<&str>) {
     let _ = writeln!(
         out,
-        "run {} of {}: {} .. {} (today {})",
+        "run {} of {}: {} .. {} (today {}), {:.1} s",
         r.run_id,
         r.pipeline,
         dates::fmt(r.start),
         dates::fmt(r.end),
-        dates::fmt(r.today)
+        dates::fmt(r.today),
+        r.seconds
     );
-    let _ = writeln!(
-        out,
-        "{:<24} {:>8} {:>8} {:>10} {:>6} {:>10}  status",
-        "report", "calls", "planned", "rows", "files", "bytes"
-    );
-    type Line<'a> = (&'a str, u64, usize, u64, usize, u64, Vec<String>);
-    let mut by_report: Vec<Line> = Vec::new();
+    let _ = writeln!(out);
+    let mut lines: Vec<(&str, ReportLine)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for t in &r.tasks {
-        let i = match by_report.iter().position(|x| x.0 == t.report) {
+        let i = match lines.iter().position(|x| x.0 == t.report) {
             Some(i) => i,
             None => {
-                by_report.push((t.report, 0, 0, 0, 0, 0, Vec::new()));
-                by_report.len() - 1
+                lines.push((t.report, ReportLine::default()));
+                lines.len() - 1
             }
         };
-        let e = &mut by_report[i];
-        e.1 += t.calls;
-        e.2 += t.planned_calls;
-        e.3 += t.rows;
-        e.4 += t.files;
-        e.5 += t.bytes;
+        let e = &mut lines[i].1;
+        e.accounts += 1;
+        e.calls += t.calls;
+        e.planned += t.planned_calls;
+        e.rows += t.rows;
+        e.files += t.files;
+        e.bytes += t.bytes;
+        e.deferred += t.deferred.len();
+        e.failed += t.failed.len();
         if let Some(reason) = &t.reason {
-            let what = if !t.failed.is_empty() {
-                "failed"
-            } else {
-                "deferred"
-            };
-            e.6.push(format!(
-                "{} {what} {}: {reason}",
+            let mut what = Vec::new();
+            if !t.failed.is_empty() {
+                what.push(format!("{} failed", windows(t.failed.len())));
+            }
+            if !t.deferred.is_empty() {
+                what.push(format!("{} deferred", windows(t.deferred.len())));
+            }
+            notes.push(format!(
+                "  {} / {}: {}: {reason}",
+                t.report,
                 t.account,
-                t.failed.len() + t.deferred.len()
+                what.join(", ")
             ));
         }
     }
-    for (rep, calls, planned, rows, files, bytes, notes) in &by_report {
-        let status = if notes.is_empty() {
-            "ok".to_string()
-        } else {
-            notes.join("; ")
+    let mut table = Table::new(&[
+        ("report", false),
+        ("accounts", true),
+        ("calls", true),
+        ("planned", true),
+        ("rows", true),
+        ("files", true),
+        ("bytes", true),
+        ("status", false),
+    ]);
+    for (rep, e) in &lines {
+        let status = match (e.deferred, e.failed) {
+            (0, 0) if e.planned == 0 => "ok (nothing to fetch)".to_string(),
+            (0, 0) => "ok".to_string(),
+            (d, 0) => format!("deferred {d}"),
+            (0, f) => format!("failed {f}"),
+            (d, f) => format!("failed {f}, deferred {d}"),
         };
-        let _ = writeln!(
-            out,
-            "{rep:<24} {calls:>8} {planned:>8} {rows:>10} {files:>6} {:>10}  {status}",
-            human_bytes(*bytes)
-        );
+        table.push(vec![
+            rep.to_string(),
+            e.accounts.to_string(),
+            e.calls.to_string(),
+            e.planned.to_string(),
+            e.rows.to_string(),
+            e.files.to_string(),
+            human_bytes(e.bytes),
+            status,
+        ]);
     }
+    table.push(vec![
+        "total".into(),
+        String::new(),
+        r.data_calls.to_string(),
+        r.planned_calls.to_string(),
+        r.rows.to_string(),
+        r.files.to_string(),
+        human_bytes(r.bytes),
+        String::new(),
+    ]);
+    table.render(out);
+    if !notes.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "not done:");
+        for n in &notes {
+            let _ = writeln!(out, "{n}");
+        }
+    }
+    let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "total: {} data calls ({} planned, {} retries, {} token calls), {} rows, {} files, {} in {:.1}s; exit {}",
+        "{} data calls ({} planned, {} retries), {} token calls; {} rows in {} files, {}",
         r.data_calls,
         r.planned_calls,
         r.retries,
         r.token_calls,
         r.rows,
         r.files,
-        human_bytes(r.bytes),
-        r.seconds,
-        r.exit_code
+        human_bytes(r.bytes)
     );
+    if let Some(path) = saved {
+        let _ = writeln!(out, "run report: {path}");
+    }
+    let _ = writeln!(out, "exit {}: {}", r.exit_code, exit_meaning(r.exit_code));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Window;
+    use crate::run::TaskReport;
+
+    fn d(s: &str) -> chrono::NaiveDate {
+        dates::parse(s).unwrap()
+    }
+
+    fn task(account: &str, report: &'static str, calls: u64, rows: u64) -> TaskReport {
+        TaskReport {
+            account: account.into(),
+            report,
+            planned_calls: calls as usize,
+            calls,
+            windows_done: calls as usize,
+            rows,
+            files: 1,
+            bytes: 2048,
+            ..Default::default()
+        }
+    }
+
+    fn report(tasks: Vec<TaskReport>, exit_code: i32) -> RunReport {
+        RunReport {
+            run_id: "20260120T000000Z-00000001".into(),
+            pipeline: "demo".into(),
+            today: d("2026-01-20"),
+            start: d("2026-01-01"),
+            end: d("2026-01-19"),
+            planned_calls: tasks.iter().map(|t| t.planned_calls).sum(),
+            data_calls: tasks.iter().map(|t| t.calls).sum(),
+            token_calls: 2,
+            retries: 1,
+            rows: tasks.iter().map(|t| t.rows).sum(),
+            files: tasks.iter().map(|t| t.files).sum(),
+            bytes: tasks.iter().map(|t| t.bytes).sum(),
+            seconds: 1.5,
+            exit_code,
+            error: None,
+            tasks,
+        }
+    }
+
+    #[test]
+    fn summary_sums_reports_over_accounts_and_explains_what_is_not_done() {
+        let mut quota = task("shop_sh", "user_summary", 2, 10);
+        quota.deferred = vec![Window {
+            begin: d("2026-01-15"),
+            end: d("2026-01-19"),
+        }];
+        quota.reason = Some("daily quota exhausted (45009)".into());
+        let r = report(
+            vec![
+                task("brand_cn", "user_summary", 3, 21),
+                quota,
+                task("brand_cn", "article_read", 4, 7),
+            ],
+            EXIT_PARTIAL,
+        );
+        let mut out = Vec::new();
+        print_summary(&mut out, &r, Some("/tmp/x/_wxcube/runs/r.json"));
+        let text = String::from_utf8(out).unwrap();
+        let row = |name: &str| -> Vec<String> {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        // report accounts calls planned rows files bytes status...
+        assert_eq!(
+            row("user_summary")[..8],
+            ["user_summary", "2", "5", "5", "31", "2", "4.0", "KiB"]
+        );
+        assert_eq!(row("user_summary")[8..], ["deferred", "1"]);
+        assert_eq!(row("article_read")[8..], ["ok"]);
+        assert_eq!(row("total")[..5], ["total", "9", "9", "38", "3"]);
+        assert!(text
+            .contains("user_summary / shop_sh: 1 window deferred: daily quota exhausted (45009)"));
+        assert!(text.contains("9 data calls (9 planned, 1 retries), 2 token calls"));
+        assert!(text.contains("run report: /tmp/x/_wxcube/runs/r.json"));
+        assert!(text
+            .trim_end()
+            .ends_with(&format!("exit 3: {}", exit_meaning(3))));
+    }
+
+    #[test]
+    fn table_aligns_columns_to_their_widest_cell() {
+        let mut t = Table::new(&[("name", false), ("n", true), ("note", false)]);
+        t.push(vec!["a".into(), "1234".into(), "x".into()]);
+        t.push(vec!["longer".into(), "5".into(), String::new()]);
+        let mut out = Vec::new();
+        t.render(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "name       n  note\na       1234  x\nlonger     5\n"
+        );
+    }
+
+    #[test]
+    fn every_exit_code_has_a_meaning() {
+        let all: Vec<_> = [EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL]
+            .iter()
+            .map(|c| exit_meaning(*c))
+            .collect();
+        let mut distinct = all.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{all:?}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod load;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod run;
 pub mod secret;
 pub mod sim;

@@ -8,6 +8,8 @@ mod cli;
 mod crash;
 mod faults;
 mod interop;
+mod ops;
+mod readme;
 mod roundtrip;
 mod s3;
 mod schema;
