@@ -88,7 +88,8 @@ struct Sim {
 
 impl Sim {
     fn start(bin: &Path, s: &Scenario) -> Res<Sim> {
-        let cfg = json!({"seed": 1, "articles_per_day": s.articles_per_day, "latency_ms": s.latency_ms});
+        let cfg =
+            json!({"seed": 1, "articles_per_day": s.articles_per_day, "latency_ms": s.latency_ms});
         let mut child = Command::new(bin)
             .args(["simulate", "--port", "0", "--today", TODAY, "--config"])
             .arg(cfg.to_string())
@@ -367,7 +368,11 @@ fn print_table(report: &Value) {
         "{:<46} {:>12} {:>12} {:>12} {:>12} {:>9}",
         "report", "decode", "reference", "encode", "dec+enc", "vs Value"
     );
-    for r in report["hot_path"]["per_report"].as_array().into_iter().flatten() {
+    for r in report["hot_path"]["per_report"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         println!(
             "{:<46} {:>12} {:>12} {:>12} {:>12} {:>9}",
             r["group"].as_str().unwrap_or(""),

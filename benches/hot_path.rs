@@ -57,7 +57,10 @@ fn hot_path(c: &mut Criterion) {
         let r = catalog::find(id).expect("catalogue report");
         // A window in February 2026: every report, new family included, has data there.
         let one = body(&cfg, today, r, day("2026-02-02"));
-        let rows = transform::decode(r, &one).expect("decodes").batch.num_rows() as u64;
+        let rows = transform::decode(r, &one)
+            .expect("decodes")
+            .batch
+            .num_rows() as u64;
         let mut g = c.benchmark_group(format!("{family}/{id}"));
         g.throughput(Throughput::ElementsAndBytes {
             elements: rows,
@@ -77,7 +80,11 @@ fn hot_path(c: &mut Criterion) {
         let mut parts = Vec::new();
         let mut d = day("2026-01-01");
         while d <= day("2026-01-31") {
-            parts.push(transform::decode(r, &body(&cfg, today, r, d)).expect("decodes").batch);
+            parts.push(
+                transform::decode(r, &body(&cfg, today, r, d))
+                    .expect("decodes")
+                    .batch,
+            );
             d += chrono::Duration::days(i64::from(r.span));
         }
         let month = concat_batches(&transform::schema(r), &parts).expect("same schema");

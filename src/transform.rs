@@ -26,7 +26,6 @@ use serde_json::Value;
 
 use crate::catalog::{Col, Kind, Labels, Report, Shape, Src, REPORTS, SCENE_DESC};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("response is not JSON: {0}")]
@@ -590,9 +589,7 @@ mod fast {
     use arrow::record_batch::RecordBatch;
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-    use super::{
-        catalogue_index, date32, key_int, key_str, schema, Builder, Decoded, SCENE_DESC,
-    };
+    use super::{catalogue_index, date32, key_int, key_str, schema, Builder, Decoded, SCENE_DESC};
     use crate::catalog::{Col, Kind, Report, Shape, Src, REPORTS};
 
     /// Most columns (and fields per level) the bit masks can track.
@@ -670,14 +667,18 @@ mod fast {
                 Src::Response(f) => add(&mut l.response, f, i, list),
             }
         }
-        let flatten_items_with_lists = l.flatten.is_some()
-            && l.item.iter().chain(&l.detail).any(|f| f.list);
+        let flatten_items_with_lists =
+            l.flatten.is_some() && l.item.iter().chain(&l.detail).any(|f| f.list);
         // Top-level keys the decoder reads itself.
         let reserved = ["list", "errcode", "base_resp"];
         l.usable = !flatten_items_with_lists
             && (l.flatten.is_some() || l.nested.is_empty())
-            && l.response.iter().all(|f| !f.list && !reserved.contains(&f.name))
-            && l.item.iter().all(|f| f.name != "detail" && Some(f.name) != l.flatten)
+            && l.response
+                .iter()
+                .all(|f| !f.list && !reserved.contains(&f.name))
+            && l.item
+                .iter()
+                .all(|f| f.name != "detail" && Some(f.name) != l.flatten)
             && [&l.item, &l.detail, &l.nested, &l.response]
                 .iter()
                 .all(|lv| lv.len() <= MAX_COLS && lv.iter().all(|f| !f.list || f.cols.len() == 1));
@@ -1521,7 +1522,10 @@ mod tests {
         let cfg: crate::sim::SimConfig =
             serde_json::from_str(r#"{"seed":3,"articles_per_day":6}"#).unwrap();
         let mut delayed = 0;
-        for (today, app) in [("2026-01-20", "wxfast0000000001"), ("2026-01-23", "wxfast0000000002")] {
+        for (today, app) in [
+            ("2026-01-20", "wxfast0000000001"),
+            ("2026-01-23", "wxfast0000000002"),
+        ] {
             let today = crate::dates::parse(today).unwrap();
             let yesterday = today.pred_opt().unwrap();
             for r in catalog::REPORTS {
@@ -1557,27 +1561,79 @@ mod tests {
         // (report, body, whether the fast path keeps it)
         let cases: &[(&Report, &str, bool)] = &[
             // Numbers as strings and integral floats, extra fields, errcode 0.
-            (us, r#"{"errcode":0,"errmsg":"ok","list":[{"ref_date":"2024-05-20","user_source":"30","new_user":5.0,"cancel_user":"7","extra":[1,{"a":null}]}]}"#, true),
+            (
+                us,
+                r#"{"errcode":0,"errmsg":"ok","list":[{"ref_date":"2024-05-20","user_source":"30","new_user":5.0,"cancel_user":"7","extra":[1,{"a":null}]}]}"#,
+                true,
+            ),
             // Escaped strings and keys in unknown places.
-            (ar, r#"{"list":[{"ref_date":"2025-11-02","msgid":"a\"b\u00e9","detail":{"read_user":3,"read_user_source":[{"user_count":3,"scene_desc":"\u5168\u90e8"}]}}],"is_delay":1}"#, true),
+            (
+                ar,
+                r#"{"list":[{"ref_date":"2025-11-02","msgid":"a\"b\u00e9","detail":{"read_user":3,"read_user_source":[{"user_count":3,"scene_desc":"\u5168\u90e8"}]}}],"is_delay":1}"#,
+                true,
+            ),
             (us, r#"{}"#, true),
             (us, r#"{"list":null}"#, true),
-            (hour, r#"{"list":[{"ref_date":"2024-05-20","ref_hour":"1300","msg_type":9,"msg_user":1,"msg_count":2}]}"#, true),
+            (
+                hour,
+                r#"{"list":[{"ref_date":"2024-05-20","ref_hour":"1300","msg_type":9,"msg_user":1,"msg_count":2}]}"#,
+                true,
+            ),
             // Flattened: item fields after the nested array, a null title, no content_url.
-            (atd, r#"{"list":[{"detail_list":[{"stat_date":"2025-11-01","read_user":1,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0,"read_finish_rate":"0.5","read_avg_activetime":1},{"stat_date":"2025-11-02","read_user":2,"read_user_source":null,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0.1,"read_finish_rate":0.5,"read_avg_activetime":1,"read_jump_position":[{"position":"2","rate":0.25}]}],"title":null,"ref_date":"2025-11-01","msgid":77,"publish_type":1},{"ref_date":"2025-11-01","msgid":"x","publish_type":0}],"is_delay":false}"#, true),
+            (
+                atd,
+                r#"{"list":[{"detail_list":[{"stat_date":"2025-11-01","read_user":1,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0,"read_finish_rate":"0.5","read_avg_activetime":1},{"stat_date":"2025-11-02","read_user":2,"read_user_source":null,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0.1,"read_finish_rate":0.5,"read_avg_activetime":1,"read_jump_position":[{"position":"2","rate":0.25}]}],"title":null,"ref_date":"2025-11-01","msgid":77,"publish_type":1},{"ref_date":"2025-11-01","msgid":"x","publish_type":0}],"is_delay":false}"#,
+                true,
+            ),
             // The reference decoder decides these.
-            (us, r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":1,"new_user":2,"cancel_user":0}]}"#, false),
-            (us, r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#, false),
-            (us, r#"{"base_resp":{"ret":1,"err_msg":"no"},"list":[]}"#, false),
+            (
+                us,
+                r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":1,"new_user":2,"cancel_user":0}]}"#,
+                false,
+            ),
+            (
+                us,
+                r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#,
+                false,
+            ),
+            (
+                us,
+                r#"{"base_resp":{"ret":1,"err_msg":"no"},"list":[]}"#,
+                false,
+            ),
             (us, r#"{"is_delay":true}"#, false),
-            (us, r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":"abc","cancel_user":0}]}"#, false),
-            (us, r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":null,"cancel_user":0}]}"#, false),
-            (us, r#"{"list":[{"ref_date":"2024-5-20","user_source":1,"new_user":1,"cancel_user":0}]}"#, false),
+            (
+                us,
+                r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":"abc","cancel_user":0}]}"#,
+                false,
+            ),
+            (
+                us,
+                r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":null,"cancel_user":0}]}"#,
+                false,
+            ),
+            (
+                us,
+                r#"{"list":[{"ref_date":"2024-5-20","user_source":1,"new_user":1,"cancel_user":0}]}"#,
+                false,
+            ),
             (us, r#"{"list":[3]}"#, false),
             (us, r#"{"list":[]} x"#, false),
-            (hour, r#"{"list":[{"ref_date":"2024-05-20","ref_hour":100,"msg_type":99999999999,"msg_user":1,"msg_count":2}]}"#, false),
-            (ar, r#"{"list":[{"ref_date":"2025-11-02","msgid":"m","detail":[1]}]}"#, false),
-            (atd, r#"{"list":[{"ref_date":"2025-11-01","msgid":"m","publish_type":0,"detail_list":{}}]}"#, false),
+            (
+                hour,
+                r#"{"list":[{"ref_date":"2024-05-20","ref_hour":100,"msg_type":99999999999,"msg_user":1,"msg_count":2}]}"#,
+                false,
+            ),
+            (
+                ar,
+                r#"{"list":[{"ref_date":"2025-11-02","msgid":"m","detail":[1]}]}"#,
+                false,
+            ),
+            (
+                atd,
+                r#"{"list":[{"ref_date":"2025-11-01","msgid":"m","publish_type":0,"detail_list":{}}]}"#,
+                false,
+            ),
         ];
         for (r, body, fast_keeps) in cases {
             assert_eq!(
