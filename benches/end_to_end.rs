@@ -355,7 +355,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn f(v: &Value) -> String {
     match v.as_f64() {
-        Some(x) if x.abs() >= 1e5 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 1e5 || (x.fract() == 0.0 && x.abs() >= 1.0) => format!("{x:.0}"),
         Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.3}"),
         None => "-".into(),

@@ -10,12 +10,14 @@
 //! target/bench-report.json.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use wxcube::catalog::{self, Report};
+use wxcube::catalog::{self, Kind, Report, Shape, Src};
 use wxcube::load;
 use wxcube::pipeline::Compression;
 use wxcube::sim::{self, SimConfig};
@@ -50,6 +52,48 @@ fn body(cfg: &SimConfig, today: NaiveDate, r: &'static Report, begin: NaiveDate)
         .into_bytes()
 }
 
+/// For flat reports: `{"list": [raw item fields]}` as arrow-json would read it (codes as
+/// integers, no labels, no `hour`): what arrow's decoder does before our catalogue logic.
+fn raw_schema(r: &Report) -> Option<SchemaRef> {
+    if r.shape != Shape::List {
+        return None;
+    }
+    let mut fields: Vec<Field> = Vec::new();
+    for c in r.columns {
+        let Src::Item(name) = c.src else {
+            return None;
+        };
+        let t = match c.kind {
+            Kind::Date => DataType::Date32,
+            Kind::Int64 => DataType::Int64,
+            Kind::Int32 | Kind::Hour | Kind::Label(_) => DataType::Int32,
+            Kind::Float64 => DataType::Float64,
+            Kind::Utf8 => DataType::Utf8,
+            Kind::Bool => DataType::Boolean,
+            Kind::ReadSources | Kind::JumpPositions => return None,
+        };
+        if fields.iter().all(|f| f.name() != name) {
+            fields.push(Field::new(name, t, c.nullable));
+        }
+    }
+    let item = Field::new("item", DataType::Struct(Fields::from(fields)), true);
+    Some(Arc::new(Schema::new(vec![Field::new(
+        "list",
+        DataType::List(Arc::new(item)),
+        true,
+    )])))
+}
+
+fn arrow_json(schema: &SchemaRef, body: &[u8]) -> Option<usize> {
+    let mut d = arrow_json::ReaderBuilder::new(Arc::clone(schema))
+        .build_decoder()
+        .ok()?;
+    d.decode(body).ok()?;
+    let b = d.flush().ok()??;
+    let list = b.column(0).as_any().downcast_ref::<arrow::array::ListArray>()?;
+    Some(list.values().len())
+}
+
 fn hot_path(c: &mut Criterion) {
     let cfg = config();
     let today = day("2026-03-01");
@@ -75,6 +119,10 @@ fn hot_path(c: &mut Criterion) {
         g.bench_function("serde_json_value", |b| {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&one)).map(|_| ()))
         });
+        if let Some(raw) = raw_schema(r) {
+            assert_eq!(arrow_json(&raw, &one), Some(rows as usize), "{id}: arrow-json rows");
+            g.bench_function("arrow_json_raw", |b| b.iter(|| arrow_json(&raw, black_box(&one))));
+        }
 
         // A month of rows, as one partition file.
         let mut parts = Vec::new();
