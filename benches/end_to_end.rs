@@ -48,7 +48,7 @@ fn env_num(key: &str, default: u64) -> u64 {
 fn scenarios() -> Vec<Scenario> {
     let accounts = env_num("WXCUBE_BENCH_ACCOUNTS", 10) as usize;
     let days = env_num("WXCUBE_BENCH_DAYS", 365) as u32;
-    let articles = env_num("WXCUBE_BENCH_ARTICLES", 24) as u32;
+    let articles = env_num("WXCUBE_BENCH_ARTICLES", 26) as u32;
     let full = |name, days| Scenario {
         name,
         accounts,
