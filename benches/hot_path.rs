@@ -90,7 +90,10 @@ fn arrow_json(schema: &SchemaRef, body: &[u8]) -> Option<usize> {
         .ok()?;
     d.decode(body).ok()?;
     let b = d.flush().ok()??;
-    let list = b.column(0).as_any().downcast_ref::<arrow::array::ListArray>()?;
+    let list = b
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::ListArray>()?;
     Some(list.values().len())
 }
 
@@ -120,8 +123,14 @@ fn hot_path(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&one)).map(|_| ()))
         });
         if let Some(raw) = raw_schema(r) {
-            assert_eq!(arrow_json(&raw, &one), Some(rows as usize), "{id}: arrow-json rows");
-            g.bench_function("arrow_json_raw", |b| b.iter(|| arrow_json(&raw, black_box(&one))));
+            assert_eq!(
+                arrow_json(&raw, &one),
+                Some(rows as usize),
+                "{id}: arrow-json rows"
+            );
+            g.bench_function("arrow_json_raw", |b| {
+                b.iter(|| arrow_json(&raw, black_box(&one)))
+            });
         }
 
         // A month of rows, as one partition file.
