@@ -36,8 +36,9 @@ fmt: ## check formatting
 lint: ## clippy, warnings are errors
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench: ## benchmarks; results in target/bench-report.json
-	$(CARGO) bench
+bench: ## criterion hot-path benches, then the end-to-end runs; results in target/bench-report.json
+	$(CARGO) bench --bench hot_path
+	$(CARGO) bench --bench end_to_end
 
 s3-up: venv ## start a moto S3 server on 127.0.0.1:$(S3_PORT)
 	VENV=$(VENV) S3_PORT=$(S3_PORT) bash scripts/s3.sh start

@@ -1,0 +1,485 @@
+//! End-to-end benchmark: `wxcube run` (release build) against `wxcube simulate` in its own
+//! process, so the simulator's CPU is not the client's.
+//!
+//! Scenarios:
+//! - `full_365`: 10 accounts x 365 days x every active report, no latency, enough articles
+//!   per day for millions of rows;
+//! - `full_30`: the same for 30 days (peak memory must not grow with the range);
+//! - `rate_bound`: 4 accounts, 50 ms simulator latency, 20 requests/s per account.
+//!
+//! Per run: rows, data calls (counted by the simulator) / planned calls, wall and client CPU
+//! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
+//! million rows. The criterion results of `hot_path` (if run before) are folded in.
+//! Everything goes to `target/bench-report.json` and is printed as a table.
+//!
+//! Knobs (environment): `WXCUBE_BENCH_ACCOUNTS`, `WXCUBE_BENCH_DAYS`,
+//! `WXCUBE_BENCH_ARTICLES`, `WXCUBE_BENCH_ONLY` (comma-separated scenario names).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+/// "Today" for the simulator and the client: the 365 days before it are all within the
+/// new article family (first day 2025-11-01), so every active report has rows every day.
+const TODAY: &str = "2026-11-02";
+
+type Res<T> = Result<T, String>;
+
+struct Scenario {
+    name: &'static str,
+    accounts: usize,
+    days: u32,
+    articles_per_day: u32,
+    latency_ms: u64,
+    requests_per_second: u32,
+    max_in_flight: u32,
+}
+
+fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let accounts = env_num("WXCUBE_BENCH_ACCOUNTS", 10) as usize;
+    let days = env_num("WXCUBE_BENCH_DAYS", 365) as u32;
+    let articles = env_num("WXCUBE_BENCH_ARTICLES", 26) as u32;
+    let full = |name, days| Scenario {
+        name,
+        accounts,
+        days,
+        articles_per_day: articles,
+        latency_ms: 0,
+        requests_per_second: 1000,
+        max_in_flight: 8,
+    };
+    let all = vec![
+        full("full_365", days),
+        full("full_30", days.min(30)),
+        Scenario {
+            name: "rate_bound",
+            accounts: 4,
+            days: 60,
+            articles_per_day: 3,
+            latency_ms: 50,
+            requests_per_second: 20,
+            max_in_flight: 16,
+        },
+    ];
+    match std::env::var("WXCUBE_BENCH_ONLY") {
+        Ok(only) => all
+            .into_iter()
+            .filter(|s| only.split(',').any(|o| o.trim() == s.name))
+            .collect(),
+        Err(_) => all,
+    }
+}
+
+/// The simulator process; killed when dropped.
+struct Sim {
+    child: Child,
+    port: u16,
+}
+
+impl Sim {
+    fn start(bin: &Path, s: &Scenario) -> Res<Sim> {
+        let cfg =
+            json!({"seed": 1, "articles_per_day": s.articles_per_day, "latency_ms": s.latency_ms});
+        let mut child = Command::new(bin)
+            .args(["simulate", "--port", "0", "--today", TODAY, "--config"])
+            .arg(cfg.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the simulator: {e}"))?;
+        let out = child.stdout.take().ok_or("simulator stdout")?;
+        let mut line = String::new();
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the simulator's address: {e}"))?;
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("no address in the simulator's first line: {line:?}"))?;
+        Ok(Sim { child, port })
+    }
+
+    fn get(&self, path: &str) -> Res<Value> {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+        let at = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("no HTTP body")?;
+        serde_json::from_slice(&raw[at + 4..]).map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// CPU seconds the simulator used so far (utime + stime, 100 ticks per second).
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pipeline(s: &Scenario, port: u16, out: &Path) -> String {
+    let mut accounts = String::new();
+    for i in 0..s.accounts {
+        accounts.push_str(&format!(
+            "  - name: acct_{i:02}\n    app_id: wxbench{i:09}\n    app_secret: bench-secret-{i}\n"
+        ));
+    }
+    format!(
+        "version: 1\nname: bench_{name}\napi:\n  base_url: http://127.0.0.1:{port}\n\
+         accounts:\n{accounts}reports: all\ndates:\n  days_back: {days}\n\
+         output:\n  uri: {out}\n  partition: month\n  compression: zstd\n\
+         limits:\n  requests_per_second: {rps}\n  max_in_flight: {mif}\n  \
+         global_requests_per_second: 10000\n  daily_calls_per_report: 100000\n",
+        name = s.name,
+        days = s.days,
+        out = out.display(),
+        rps = s.requests_per_second,
+        mif = s.max_in_flight,
+    )
+}
+
+/// One run of the client under GNU time.
+fn run(bin: &Path, work: &Path, s: &Scenario) -> Res<Value> {
+    let dir = work.join(s.name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let sim = Sim::start(bin, s)?;
+    let yaml = dir.join("pipeline.yaml");
+    std::fs::write(&yaml, pipeline(s, sim.port, &dir.join("out"))).map_err(|e| e.to_string())?;
+    let timing = dir.join("time.txt");
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&timing)
+        .arg(bin)
+        .arg("run")
+        .arg(&yaml)
+        .args(["--today", TODAY, "--json", "--progress", "never", "-q"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running /usr/bin/time (GNU time; apt-get install time): {e}"))?;
+    let report: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        format!(
+            "{}: no run report ({e}); stderr: {}",
+            s.name,
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })?;
+    let t = std::fs::read_to_string(&timing).map_err(|e| e.to_string())?;
+    let t: Vec<f64> = t
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let [wall, user, sys, rss_kb] = t[..] else {
+        return Err(format!("{}: unexpected GNU time output {t:?}", s.name));
+    };
+    let stats = sim.get("/_sim/stats")?;
+    let sim_cpu = sim.cpu_s();
+    drop(sim);
+
+    let rows = report["rows"].as_f64().unwrap_or(0.0);
+    let planned = report["planned_calls"].as_f64().unwrap_or(0.0);
+    let calls = stats["calls"].as_array().cloned().unwrap_or_default();
+    let data: Vec<&Value> = calls.iter().filter(|c| !c["report"].is_null()).collect();
+    let cpu = user + sys;
+    let mut out = json!({
+        "scenario": s.name,
+        "accounts": s.accounts,
+        "days": s.days,
+        "articles_per_day": s.articles_per_day,
+        "sim_latency_ms": s.latency_ms,
+        "requests_per_second": s.requests_per_second,
+        "max_in_flight": s.max_in_flight,
+        "exit_code": o.status.code(),
+        "rows": rows,
+        "files": report["files"],
+        "parquet_bytes": report["bytes"],
+        "planned_calls": planned,
+        "data_calls_client": report["data_calls"],
+        "data_calls_sim": data.len(),
+        "calls_over_planned": data.len() as f64 / planned.max(1.0),
+        "token_calls_sim": calls.len() - data.len(),
+        "wall_s": wall,
+        "cpu_user_s": user,
+        "cpu_sys_s": sys,
+        "cpu_s": cpu,
+        "rows_per_cpu_s": rows / cpu.max(1e-9),
+        "cpu_s_per_million_rows": cpu / (rows / 1e6).max(1e-9),
+        "peak_rss_mb": rss_kb / 1024.0,
+        "sim_cpu_s": sim_cpu,
+    });
+    if s.latency_ms > 0 {
+        out["rate"] = rate(&data, s.requests_per_second);
+    }
+    Ok(out)
+}
+
+/// Achieved request rate per account from the simulator's arrival times: overall, and
+/// after the limiter's initial burst (one second's worth of calls).
+fn rate(data: &[&Value], allowed: u32) -> Value {
+    let mut per: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for c in data {
+        if let (Some(app), Some(at)) = (c["app_id"].as_str(), c["at_ms"].as_u64()) {
+            per.entry(app.to_string()).or_default().push(at);
+        }
+    }
+    let mut accounts = Vec::new();
+    for (app, mut at) in per {
+        at.sort_unstable();
+        let n = at.len();
+        let span = |a: u64, b: u64| ((b - a) as f64 / 1000.0).max(1e-3);
+        let overall = (n - 1) as f64 / span(at[0], at[n - 1]);
+        let burst = (allowed as usize).min(n - 1);
+        let steady = (n - 1 - burst) as f64 / span(at[burst], at[n - 1]);
+        accounts.push(json!({
+            "app_id": app, "calls": n, "seconds": span(at[0], at[n - 1]),
+            "rps": overall, "rps_after_burst": steady,
+            "ratio": overall / f64::from(allowed), "ratio_after_burst": steady / f64::from(allowed),
+        }));
+    }
+    let min = |k: &str| {
+        accounts
+            .iter()
+            .filter_map(|a| a[k].as_f64())
+            .fold(f64::INFINITY, f64::min)
+    };
+    json!({
+        "allowed_rps_per_account": allowed,
+        "min_ratio": min("ratio"),
+        "min_ratio_after_burst": min("ratio_after_burst"),
+        "accounts": accounts,
+    })
+}
+
+/// Criterion's saved results (`target/criterion/**/new/`), with rows/s and the ratios the
+/// targets are stated in.
+fn hot_path(target: &Path) -> Value {
+    let mut found = Vec::new();
+    collect(&target.join("criterion"), &mut found);
+    let mut rows = Vec::new();
+    for dir in found {
+        let read = |f: &str| -> Option<Value> {
+            serde_json::from_slice(&std::fs::read(dir.join(f)).ok()?).ok()
+        };
+        let (Some(b), Some(e)) = (read("benchmark.json"), read("estimates.json")) else {
+            continue;
+        };
+        let ns = e["mean"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+        let tp = &b["throughput"]["ElementsAndBytes"];
+        let elements = tp["elements"].as_f64().unwrap_or(f64::NAN);
+        let bytes = tp["bytes"].as_f64().unwrap_or(f64::NAN);
+        rows.push(json!({
+            "group": b["group_id"], "bench": b["function_id"], "mean_ns": ns,
+            "rows": elements, "bytes": bytes,
+            "rows_per_s": elements / (ns / 1e9), "mb_per_s": bytes / (ns / 1e9) / 1e6,
+        }));
+    }
+    // Per report: decode + encode per row, and decode speed over the Value parse.
+    let mut summary = Vec::new();
+    let groups: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r["group"].as_str().map(String::from))
+        .collect();
+    for g in groups {
+        let per_row = |bench: &str| {
+            rows.iter()
+                .find(|r| r["group"] == g.as_str() && r["bench"] == bench)
+                .and_then(|r| Some(r["mean_ns"].as_f64()? / r["rows"].as_f64()?))
+        };
+        let (Some(dec), Some(enc), Some(floor)) = (
+            per_row("decode"),
+            per_row("encode_zstd"),
+            per_row("serde_json_value"),
+        ) else {
+            continue;
+        };
+        summary.push(json!({
+            "group": g,
+            "decode_rows_per_s": 1e9 / dec,
+            "decode_reference_rows_per_s": per_row("decode_reference").map(|r| 1e9 / r),
+            "encode_rows_per_s": 1e9 / enc,
+            "decode_plus_encode_rows_per_s": 1e9 / (dec + enc),
+            "decode_speed_over_value_parse": floor / dec,
+        }));
+    }
+    json!({ "benches": rows, "per_report": summary })
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "new") {
+                out.push(p);
+            } else {
+                collect(&p, out);
+            }
+        }
+    }
+}
+
+fn f(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.abs() >= 1e5 || (x.fract() == 0.0 && x.abs() >= 1.0) => format!("{x:.0}"),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}"),
+        None => "-".into(),
+    }
+}
+
+fn print_table(report: &Value) {
+    println!("\nhot path (criterion means; rows/s per core)");
+    println!(
+        "{:<46} {:>12} {:>12} {:>12} {:>12} {:>9}",
+        "report", "decode", "reference", "encode", "dec+enc", "vs Value"
+    );
+    for r in report["hot_path"]["per_report"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "{:<46} {:>12} {:>12} {:>12} {:>12} {:>9}",
+            r["group"].as_str().unwrap_or(""),
+            f(&r["decode_rows_per_s"]),
+            f(&r["decode_reference_rows_per_s"]),
+            f(&r["encode_rows_per_s"]),
+            f(&r["decode_plus_encode_rows_per_s"]),
+            f(&r["decode_speed_over_value_parse"]),
+        );
+    }
+    println!("\nend to end (client process only; simulator out of process)");
+    let cols = [
+        ("scenario", "scenario"),
+        ("rows", "rows"),
+        ("calls/plan", "calls_over_planned"),
+        ("wall s", "wall_s"),
+        ("cpu s", "cpu_s"),
+        ("rows/cpu s", "rows_per_cpu_s"),
+        ("cpu s/M rows", "cpu_s_per_million_rows"),
+        ("peak MB", "peak_rss_mb"),
+        ("sim cpu s", "sim_cpu_s"),
+    ];
+    for (h, _) in cols {
+        print!("{h:>13} ");
+    }
+    println!();
+    for r in report["end_to_end"].as_array().into_iter().flatten() {
+        for (_, k) in cols {
+            let v = &r[k];
+            let s = v.as_str().map(String::from).unwrap_or_else(|| f(v));
+            print!("{s:>13} ");
+        }
+        println!();
+        if let Some(rate) = r.get("rate") {
+            println!(
+                "{:>13} achieved / allowed request rate, worst account: {} overall, {} after the initial burst",
+                "",
+                f(&rate["min_ratio"]),
+                f(&rate["min_ratio_after_burst"])
+            );
+        }
+    }
+    if let Some(m) = report.get("memory") {
+        println!(
+            "\npeak RSS 365 days / 30 days: {} ({} MB / {} MB)",
+            f(&m["ratio"]),
+            f(&m["rss_365_mb"]),
+            f(&m["rss_30_mb"])
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench` (and any filter); the scenarios come from the environment.
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_wxcube"));
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let work = target.join("bench-e2e");
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for s in scenarios() {
+        eprintln!(
+            "end_to_end: {} ({} accounts x {} days, {} articles/day, latency {} ms)...",
+            s.name, s.accounts, s.days, s.articles_per_day, s.latency_ms
+        );
+        match run(&bin, &work, &s) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                eprintln!("end_to_end: {}: {e}", s.name);
+                failed = true;
+            }
+        }
+    }
+    let find = |n: &str| runs.iter().find(|r| r["scenario"] == n);
+    let memory = match (find("full_365"), find("full_30")) {
+        (Some(a), Some(b)) => {
+            let (x, y) = (
+                a["peak_rss_mb"].as_f64().unwrap_or(0.0),
+                b["peak_rss_mb"].as_f64().unwrap_or(1.0),
+            );
+            Some(json!({"rss_365_mb": x, "rss_30_mb": y, "ratio": x / y}))
+        }
+        _ => None,
+    };
+    let mut report = json!({
+        "today": TODAY,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "binary": bin.display().to_string(),
+        "end_to_end": runs,
+        "hot_path": hot_path(&target),
+    });
+    if let Some(m) = memory {
+        report["memory"] = m;
+    }
+    let path = target.join("bench-report.json");
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("end_to_end: writing {}: {e}", path.display());
+        failed = true;
+    }
+    print_table(&report);
+    println!("\nwritten: {}", path.display());
+    if failed {
+        std::process::exit(1);
+    }
+}
