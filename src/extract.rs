@@ -669,6 +669,7 @@ impl Extractor {
         report: &'static Report,
         w: Window,
         today: chrono::NaiveDate,
+        calls: &mut u32,
     ) -> Result<Fetched, FetchError> {
         let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
         let mut attempt = 0u32;
@@ -685,6 +686,7 @@ impl Extractor {
                 acct.limiter.until_ready().await;
                 self.global.until_ready().await;
                 self.counters.data_calls.fetch_add(1, Ordering::Relaxed);
+                *calls += 1;
                 let full = format!(
                     "{}{}?access_token={}",
                     acct.base(),

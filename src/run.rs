@@ -215,8 +215,9 @@ enum Outcome {
         is_delay: bool,
         calls: u32,
     },
-    Deferred(String),
-    Failed(String),
+    /// Deferred or failed, with the calls it made before.
+    Deferred(String, u32),
+    Failed(String, u32),
 }
 
 struct Msg {
@@ -403,7 +404,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             o.1 = is_delay;
                         }
                     }
-                    Outcome::Deferred(reason) => {
+                    Outcome::Deferred(reason, calls) => {
+                        rep.calls += u64::from(calls);
                         if let Some(o) = &opts.observer {
                             o.window_deferred(&tr.account, tr.report.id, msg.window, &reason);
                         }
@@ -411,7 +413,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         rep.reason.get_or_insert(reason);
                         tr.open.remove(&msg.window);
                     }
-                    Outcome::Failed(reason) => {
+                    Outcome::Failed(reason, calls) => {
+                        rep.calls += u64::from(calls);
                         if let Some(o) = &opts.observer {
                             o.window_failed(&tr.account, tr.report.id, msg.window, &reason);
                         }
@@ -490,7 +493,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         if !state_busy[task] && !states_pending[task].is_empty() {
                             state_busy[task] = true;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready));
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry));
                         }
                     }
                     Done::State { task, result } => {
@@ -499,7 +502,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             fatal.get_or_insert(format!("writing state: {e}"));
                         } else if !states_pending[task].is_empty() {
                             state_busy[task] = true;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready));
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry));
                         }
                     }
                 }
@@ -646,11 +649,21 @@ async fn write_state(
     account: String,
     done: Vec<(Window, bool)>,
     ready: NaiveDate,
+    retry: RetryPolicy,
 ) -> Done {
     let now = Utc::now();
-    let result = state::update(&store, report, &account, |st| st.record(&done, ready, now))
-        .await
-        .map(|_| ());
+    let jitter = crate::extract::Jitter::new(0x57a7e);
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        match state::update(&store, report, &account, |st| st.record(&done, ready, now)).await {
+            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying");
+                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
+            }
+            r => break r.map(|_| ()),
+        }
+    };
     Done::State { task, result }
 }
 
@@ -715,9 +728,9 @@ async fn account_worker(
                         return None;
                     }
                     if let Some(m) = account_stop.lock().ok().and_then(|g| g.clone()) {
-                        return Some(Outcome::Failed(m));
+                        return Some(Outcome::Failed(m, 0));
                     }
-                    stopped[ti].lock().ok().and_then(|g| g.clone()).map(Outcome::Deferred)
+                    stopped[ti].lock().ok().and_then(|g| g.clone()).map(|m| Outcome::Deferred(m, 0))
                 };
                 if let Some(o) = stop_now() {
                     return Msg { task: ti, window: w, outcome: o };
@@ -735,9 +748,9 @@ async fn account_worker(
                                 any_stop.store(true, Ordering::Relaxed);
                                 tracing::warn!(account = %client.name, report = r.id, window = %w, "{msg}");
                                 if matches!(e, FetchError::Quota) {
-                                    Outcome::Deferred(msg)
+                                    Outcome::Deferred(msg, calls)
                                 } else {
-                                    Outcome::Failed(msg)
+                                    Outcome::Failed(msg, calls)
                                 }
                             }
                             FetchError::Config { .. } => {
@@ -746,11 +759,11 @@ async fn account_worker(
                                 }
                                 any_stop.store(true, Ordering::Relaxed);
                                 tracing::error!(account = %client.name, report = r.id, "{msg}");
-                                Outcome::Failed(msg)
+                                Outcome::Failed(msg, calls)
                             }
                             _ => {
                                 tracing::error!(account = %client.name, report = r.id, window = %w, "{msg}");
-                                Outcome::Failed(msg)
+                                Outcome::Failed(msg, calls)
                             }
                         }
                     }
@@ -783,14 +796,12 @@ async fn fetch_adaptive(
     let mut parts = Vec::new();
     let mut delay = false;
     while let Some(w) = stack.pop() {
-        match ex.fetch(client, r, w, today).await {
+        match ex.fetch(client, r, w, today, calls).await {
             Ok(f) => {
-                *calls += f.attempts;
                 delay |= f.decoded.is_delay;
                 parts.push(f.decoded.batch);
             }
             Err(FetchError::Range { errmsg }) if w.days() > 1 => {
-                *calls += 1;
                 let half = Duration::days(w.days() / 2 - 1);
                 let left = Window {
                     begin: w.begin,

@@ -631,6 +631,8 @@ async fn s3_outage_mid_run_fails_cleanly_and_a_rerun_completes() {
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ALLOW_HTTP", "true".to_string()),
+        // Short backoff so giving up takes seconds, not a minute.
+        ("WXCUBE_RETRY_BASE_MS", "50".to_string()),
     ];
 
     let reference = tempfile::tempdir().expect("tempdir");
