@@ -70,7 +70,7 @@ fn raw_schema(r: &Report) -> Option<SchemaRef> {
             Kind::Float64 => DataType::Float64,
             Kind::Utf8 => DataType::Utf8,
             Kind::Bool => DataType::Boolean,
-            Kind::ReadSources | Kind::JumpPositions => return None,
+            Kind::ReadSources | Kind::JumpPositions | Kind::SlotRevenue => return None,
         };
         if fields.iter().all(|f| f.name() != name) {
             fields.push(Field::new(name, t, c.nullable));

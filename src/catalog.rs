@@ -141,6 +141,8 @@ pub enum Kind {
     ReadSources,
     /// `read_jump_position`: List<Struct<position Int32, rate Float64>>.
     JumpPositions,
+    /// `slot_revenue`: List<Struct<slot_id Utf8, slot_settled_revenue Int64>>.
+    SlotRevenue,
 }
 
 /// Where a column's value comes from in a response.
@@ -770,9 +772,228 @@ pub static REPORTS: &[Report] = &[
     },
 ];
 
+const P: (i32, u32, u32) = (2016, 1, 1);
+
+/// Publisher (流量主) reports: `GET /publisher/stat?action=...`, paged, errors also in
+/// `base_resp`. Not in `reports: all`; list them by name. `publisher_settlement` has no
+/// documented span: 90 days is used, and its rows (half-months, dated by the data update)
+/// are replaced by their key rather than by window.
+pub static PUBLISHER: &[Report] = &[
+    Report {
+        id: "ad_position",
+        api: "publisher_adpos_general",
+        path: "/publisher/stat",
+        span: 90,
+        first_day: P,
+        status: Status::Publisher,
+        cadence: Cadence::Daily,
+        hourly: false,
+        shape: Shape::List,
+        grain: "day (x ad slot before 2024-08-16)",
+        doc: "ad revenue and traffic per day (and ad slot where WeChat still sends it)",
+        columns: cols![
+            col!("ref_date", Date, Item("date"), "the day (WeChat's `date`)"),
+            col!(
+                "slot_id",
+                Int64,
+                Item("slot_id"),
+                nullable,
+                "numeric ad slot type id (absent since 2024-08-16)"
+            ),
+            col!(
+                "ad_slot",
+                Utf8,
+                Item("ad_slot"),
+                nullable,
+                "ad slot type name, e.g. SLOT_ID_BIZ_BOTTOM (absent since 2024-08-16)"
+            ),
+            col!(
+                "req_succ_count",
+                Int64,
+                Item("req_succ_count"),
+                "successful ad pulls"
+            ),
+            col!(
+                "exposure_count",
+                Int64,
+                Item("exposure_count"),
+                "impressions"
+            ),
+            col!(
+                "exposure_rate",
+                Float64,
+                Item("exposure_rate"),
+                "impressions / pulls"
+            ),
+            col!("click_count", Int64, Item("click_count"), "clicks"),
+            col!(
+                "click_rate",
+                Float64,
+                Item("click_rate"),
+                "clicks / impressions"
+            ),
+            col!("income", Int64, Item("income"), "revenue, fen (1/100 CNY)"),
+            col!(
+                "ecpm",
+                Float64,
+                Item("ecpm"),
+                "revenue per 1000 impressions, fen"
+            ),
+        ],
+        key: &["ref_date", "ad_slot", "slot_id"],
+        revise_days: 0,
+        replacement: None,
+    },
+    Report {
+        id: "ad_cps",
+        api: "publisher_cps_general",
+        path: "/publisher/stat",
+        span: 60,
+        first_day: P,
+        status: Status::Publisher,
+        cadence: Cadence::Daily,
+        hourly: false,
+        shape: Shape::List,
+        grain: "day",
+        doc: "commission-product (返佣商品) traffic, orders and commission per day",
+        columns: cols![
+            col!("ref_date", Date, Item("date"), "the day (WeChat's `date`)"),
+            col!(
+                "exposure_count",
+                Int64,
+                Item("exposure_count"),
+                "product impressions"
+            ),
+            col!("click_count", Int64, Item("click_count"), "clicks"),
+            col!("click_rate", Float64, Item("click_rate"), "click rate"),
+            col!("order_count", Int64, Item("order_count"), "orders"),
+            col!("order_rate", Float64, Item("order_rate"), "order rate"),
+            col!("total_fee", Int64, Item("total_fee"), "order amount, fen"),
+            col!(
+                "total_commission",
+                Int64,
+                Item("total_commission"),
+                "estimated commission, fen"
+            ),
+        ],
+        key: &["ref_date"],
+        revise_days: 0,
+        replacement: None,
+    },
+    Report {
+        id: "ad_settlement",
+        api: "publisher_settlement",
+        path: "/publisher/stat",
+        span: 90,
+        first_day: P,
+        status: Status::Publisher,
+        cadence: Cadence::Daily,
+        hourly: false,
+        shape: Shape::List,
+        grain: "half-month settlement",
+        doc: "settlements per half month, with the settling entity's totals",
+        columns: cols![
+            col!(
+                "ref_date",
+                Date,
+                Item("date"),
+                "data update date (WeChat's `date`)"
+            ),
+            col!(
+                "zone",
+                Utf8,
+                Item("zone"),
+                "the period in words, e.g. 2020年3月1日至15日"
+            ),
+            col!("month", Utf8, Item("month"), "revenue month, YYYYMM"),
+            col!(
+                "order",
+                Int32,
+                Item("order"),
+                "1 first half of the month, 2 second half"
+            ),
+            col!(
+                "sett_status",
+                Int32,
+                Item("sett_status"),
+                "1 settling, 2/3 settled, 4 paying, 5 paid"
+            ),
+            col!(
+                "settled_revenue",
+                Int64,
+                Item("settled_revenue"),
+                "revenue settled for the half month, fen"
+            ),
+            col!(
+                "sett_no",
+                Utf8,
+                Item("sett_no"),
+                nullable,
+                "settlement document number"
+            ),
+            col!(
+                "mail_send_cnt",
+                Int64,
+                Item("mail_send_cnt"),
+                nullable,
+                "times a re-send of the document was requested"
+            ),
+            col!(
+                "slot_revenue",
+                SlotRevenue,
+                Item("slot_revenue"),
+                "revenue per ad slot type: list of {slot_id, slot_settled_revenue (fen)}"
+            ),
+            col!(
+                "body",
+                Utf8,
+                Response("body"),
+                nullable,
+                "legal entity receiving payment"
+            ),
+            col!(
+                "revenue_all",
+                Int64,
+                Response("revenue_all"),
+                nullable,
+                "cumulative revenue, fen"
+            ),
+            col!(
+                "penalty_all",
+                Int64,
+                Response("penalty_all"),
+                nullable,
+                "deductions, fen"
+            ),
+            col!(
+                "settled_revenue_all",
+                Int64,
+                Response("settled_revenue_all"),
+                nullable,
+                "settled amount, fen"
+            ),
+        ],
+        // Settlement status moves (settling → paid) for weeks after a half-month ends.
+        key: &["month", "order"],
+        revise_days: 45,
+        replacement: None,
+    },
+];
+
+/// Every report: the datacube catalogue, then the publisher reports.
+pub fn all() -> impl Iterator<Item = &'static Report> {
+    REPORTS.iter().chain(PUBLISHER.iter())
+}
+
+/// Reports whose rows are replaced by natural key rather than by the window's dates (their
+/// `ref_date` may lie outside the window requested).
+pub fn replaced_by_key(r: &Report) -> bool {
+    r.api == "publisher_settlement"
+}
+
 /// Finds a report by id or by its WeChat API name.
 pub fn find(name: &str) -> Option<&'static Report> {
-    REPORTS.iter().find(|r| r.id == name || r.api == name)
+    all().find(|r| r.id == name || r.api == name)
 }
 
 /// The reports `reports: all` means: every active one.
@@ -782,7 +1003,7 @@ pub fn active() -> impl Iterator<Item = &'static Report> {
 
 /// All names a user may type (ids and API aliases), for suggestions.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    REPORTS.iter().flat_map(|r| [r.id, r.api])
+    all().flat_map(|r| [r.id, r.api])
 }
 
 /// The closest known report name to a misspelt one, if it is close enough to be a typo.
@@ -830,7 +1051,8 @@ mod tests {
                 .count(),
             6
         );
-        for r in REPORTS {
+        assert_eq!(PUBLISHER.len(), 3);
+        for r in all() {
             assert!(r.span >= 1, "{}", r.id);
             assert_eq!(r.columns[0].name, "ref_date", "{}", r.id);
             for k in r.key {
@@ -845,7 +1067,11 @@ mod tests {
                 "{} has a duplicate column",
                 r.id
             );
-            assert_eq!(r.path, format!("/datacube/{}", r.api));
+            if r.status == Status::Publisher {
+                assert_eq!(r.path, "/publisher/stat");
+            } else {
+                assert_eq!(r.path, format!("/datacube/{}", r.api));
+            }
             if r.status == Status::Legacy {
                 assert!(r.replacement.is_some(), "{}", r.id);
             }

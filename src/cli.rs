@@ -310,7 +310,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Reports { common } => {
             if common.json {
-                let v: Vec<_> = catalog::REPORTS.iter().map(report_json).collect();
+                let v: Vec<_> = catalog::all().map(report_json).collect();
                 let _ = writeln!(
                     out,
                     "{}",
@@ -322,7 +322,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     "{:<24} {:<24} {:>4}  {:<9} {:<10} grain",
                     "id", "api", "span", "status", "first_day"
                 );
-                for r in catalog::REPORTS {
+                for r in catalog::all() {
                     let _ = writeln!(
                         out,
                         "{:<24} {:<24} {:>4}  {:<9} {:<10} {}",

@@ -16,7 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::catalog::Report;
+use crate::catalog::{Report, Status};
 use crate::dates;
 use crate::pipeline::{Account, Auth};
 use crate::plan::Window;
@@ -331,10 +331,6 @@ impl Extractor {
             });
         }
         resp.bytes().await.map_err(|e| transport(&e))
-    }
-
-    async fn post_json(&self, url: &str, body: &Value) -> Result<bytes::Bytes, FetchError> {
-        self.send(self.http.post(url).json(body)).await
     }
 
     /// A token-endpoint call with the retry rules for transient failures and failover.
@@ -662,7 +658,8 @@ impl Extractor {
         Ok(())
     }
 
-    /// One window of one report for one account, with every retry rule applied.
+    /// One window of one report for one account, with every retry rule applied. Publisher
+    /// reports are paged (`page_size` 90) until `total_num` rows or a short page.
     pub async fn fetch(
         &self,
         acct: &AccountClient,
@@ -671,6 +668,75 @@ impl Extractor {
         today: chrono::NaiveDate,
         calls: &mut u32,
     ) -> Result<Fetched, FetchError> {
+        if report.status != Status::Publisher {
+            let (decoded, attempts) = self
+                .call(acct, report, w, None, today, calls, |b| {
+                    transform::decode(report, b)
+                })
+                .await?;
+            return Ok(Fetched { decoded, attempts });
+        }
+        let list_key = if report.api == "publisher_settlement" {
+            "settlement_list"
+        } else {
+            "list"
+        };
+        let mut rows: Vec<Value> = Vec::new();
+        let mut first: Option<Value> = None;
+        let mut attempts = 0;
+        for page in 1u32.. {
+            let (v, a) = self
+                .call(acct, report, w, Some(page), today, calls, |b| {
+                    let v: Value = serde_json::from_slice(b)
+                        .map_err(|e| Err(DecodeError::Json(e.to_string())))?;
+                    match transform::api_error(&v) {
+                        Some(api) => Err(Ok(api)),
+                        None => Ok(v),
+                    }
+                })
+                .await?;
+            attempts += a;
+            let items = v
+                .get(list_key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = v.get("total_num").and_then(Value::as_u64);
+            let n = items.len();
+            rows.extend(items);
+            if first.is_none() {
+                first = Some(v);
+            }
+            // total_num is not always the row count (WeChat changed it in 2024): a short
+            // page ends the paging too.
+            if n < PUBLISHER_PAGE_SIZE as usize
+                || total.is_some_and(|t| rows.len() as u64 >= t)
+                || page >= 10_000
+            {
+                break;
+            }
+        }
+        let mut whole = first.unwrap_or_else(|| json!({}));
+        if let Some(o) = whole.as_object_mut() {
+            o.remove(list_key);
+            o.insert("list".into(), Value::Array(rows));
+        }
+        let decoded = transform::decode_value(report, &whole).map_err(FetchError::Decode)?;
+        Ok(Fetched { decoded, attempts })
+    }
+
+    /// One request (retried as the rules say) whose body `check` turns into a value.
+    #[allow(clippy::too_many_arguments)]
+    async fn call<T>(
+        &self,
+        acct: &AccountClient,
+        report: &'static Report,
+        w: Window,
+        page: Option<u32>,
+        today: chrono::NaiveDate,
+        calls: &mut u32,
+        check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>>,
+    ) -> Result<(T, u32), FetchError> {
         let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
         let mut attempt = 0u32;
         let mut token_refreshes = 0u32;
@@ -687,20 +753,27 @@ impl Extractor {
                 self.global.until_ready().await;
                 self.counters.data_calls.fetch_add(1, Ordering::Relaxed);
                 *calls += 1;
-                let full = format!(
-                    "{}{}?access_token={}",
-                    acct.base(),
-                    report.path,
-                    token.expose()
-                );
-                match self.post_json(&full, &body).await {
-                    Ok(bytes) => match transform::decode(report, &bytes) {
-                        Ok(decoded) => {
-                            return Ok(Fetched {
-                                decoded,
-                                attempts: attempt,
-                            })
-                        }
+                let req = match page {
+                    None => self
+                        .http
+                        .post(format!("{}{}", acct.base(), report.path))
+                        .query(&[("access_token", token.expose())])
+                        .json(&body),
+                    Some(page) => self
+                        .http
+                        .get(format!("{}{}", acct.base(), report.path))
+                        .query(&[
+                            ("action", report.api),
+                            ("access_token", token.expose()),
+                            ("page", &page.to_string()),
+                            ("page_size", &PUBLISHER_PAGE_SIZE.to_string()),
+                            ("start_date", &dates::fmt(w.begin)),
+                            ("end_date", &dates::fmt(w.end)),
+                        ]),
+                };
+                match self.send(req).await {
+                    Ok(bytes) => match check(&bytes) {
+                        Ok(v) => return Ok((v, attempt)),
                         Err(Ok(api)) => Err(FetchError::from_api(api)),
                         // Invalid JSON is a truncated or garbled body: worth another try.
                         Err(Err(DecodeError::Json(m))) => {
@@ -752,6 +825,9 @@ impl Extractor {
         }
     }
 }
+
+/// Rows per publisher page: WeChat's maximum.
+pub const PUBLISHER_PAGE_SIZE: u32 = 90;
 
 /// Time to the next minute boundary (scaled down when `minute` is shorter, for tests).
 fn until_next_minute(minute: Duration) -> Duration {

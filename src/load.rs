@@ -172,6 +172,17 @@ pub async fn commit_partition(
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
     let _guard = store.lock(&rel).await?;
+    let by_key = crate::catalog::replaced_by_key(report);
+    // Rows replaced by key: the fresh rows, each key once (overlapping windows may both
+    // return the same half-month), and the set of keys they replace.
+    let (fresh_keyed, fresh_keys) = if by_key {
+        let all = concat_batches(&target, fresh)?;
+        let (rows, keys) = dedupe_by_key(report, &all)?;
+        (vec![rows], keys)
+    } else {
+        (Vec::new(), std::collections::HashSet::new())
+    };
+    let fresh: &[RecordBatch] = if by_key { &fresh_keyed } else { fresh };
     // A conflict means another run committed between our read and write: merge again.
     for _ in 0..16 {
         let mut parts: Vec<RecordBatch> = Vec::new();
@@ -193,10 +204,19 @@ pub async fn commit_partition(
                     });
                 }
                 let dates = ref_dates(&b);
+                let old_keys = if by_key {
+                    Some(key_rows(report, &b)?)
+                } else {
+                    None
+                };
                 let keep: BooleanArray = (0..b.num_rows())
                     .map(|i| {
                         let d = from_date32(dates.value(i));
-                        Some(!windows.iter().any(|w| w.contains(d)))
+                        let replaced = match &old_keys {
+                            Some(k) => fresh_keys.contains(k.row(i).as_ref()),
+                            None => false,
+                        };
+                        Some(!replaced && !windows.iter().any(|w| w.contains(d)))
                     })
                     .collect();
                 let kept = filter_record_batch(&b, &keep)?;
@@ -205,8 +225,16 @@ pub async fn commit_partition(
                 }
             }
         }
-        let (bytes, rows) =
-            merge_encode(report, &target, parts, fresh, compression).map_err(|e| match e {
+        if by_key {
+            // Keyed rows can interleave with kept ones at any date: the plain merge.
+            parts.extend(fresh.iter().cloned());
+            let merged = concat_batches(&target, &parts)?;
+            let sorted = sort(report, &merged)?;
+            parts = vec![sorted];
+        }
+        let fresh_for_merge: &[RecordBatch] = if by_key { &[] } else { fresh };
+        let (bytes, rows) = merge_encode(report, &target, parts, fresh_for_merge, compression)
+            .map_err(|e| match e {
                 MergeError::Parquet(source) => LoadError::Parquet {
                     path: store.describe(&rel),
                     source,
@@ -224,6 +252,35 @@ pub async fn commit_partition(
         path: store.describe(&rel),
     }
     .into())
+}
+
+/// The natural key of every row, in arrow's row format (comparable bytes).
+fn key_rows(report: &Report, b: &RecordBatch) -> Result<arrow::row::Rows, LoadError> {
+    let cols: Vec<_> = report
+        .key
+        .iter()
+        .filter_map(|k| b.column_by_name(k))
+        .cloned()
+        .collect();
+    let fields = cols
+        .iter()
+        .map(|c| arrow::row::SortField::new(c.data_type().clone()))
+        .collect();
+    let conv = arrow::row::RowConverter::new(fields)?;
+    Ok(conv.convert_columns(&cols)?)
+}
+
+/// Keeps the first row of each natural key; returns the rows and the set of keys.
+fn dedupe_by_key(
+    report: &Report,
+    b: &RecordBatch,
+) -> Result<(RecordBatch, std::collections::HashSet<Vec<u8>>), LoadError> {
+    let keys = key_rows(report, b)?;
+    let mut seen = std::collections::HashSet::new();
+    let keep: BooleanArray = (0..b.num_rows())
+        .map(|i| Some(seen.insert(keys.row(i).as_ref().to_vec())))
+        .collect();
+    Ok((filter_record_batch(b, &keep)?, seen))
 }
 
 enum MergeError {

@@ -309,7 +309,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             open: BTreeMap::new(),
         };
         for w in &t.windows {
-            let parts = partitions_of(p.output.partition, w);
+            let parts = task_parts(tr.report, p.output.partition, w);
             for part in &parts {
                 *tr.pending.entry(part.clone()).or_default() += 1;
             }
@@ -385,7 +385,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 };
                 let tr = &mut trackers[msg.task];
                 let rep = &mut reports[msg.task];
-                let parts = partitions_of(p.output.partition, &msg.window);
+                let parts = task_parts(tr.report, p.output.partition, &msg.window);
                 match msg.outcome {
                     Outcome::Done { batch, is_delay, calls } => {
                         if let Some(o) = &opts.observer {
@@ -393,9 +393,13 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
-                        let batch = within(&batch, &msg.window, tr.report, &tr.account);
-                        for (part, b) in split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))? {
-                            tr.rows.entry(part).or_default().push(b);
+                        if catalog::replaced_by_key(tr.report) {
+                            tr.rows.entry(ALL_PARTS.to_string()).or_default().push(batch);
+                        } else {
+                            let batch = within(&batch, &msg.window, tr.report, &tr.account);
+                            for (part, b) in split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))? {
+                                tr.rows.entry(part).or_default().push(b);
+                            }
                         }
                         for part in &parts {
                             tr.fetched.entry(part.clone()).or_default().push(msg.window);
@@ -440,11 +444,38 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     }
                     let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
+                    let partition = p.output.partition;
                     jobs.spawn(async move {
                         let _slot = slots.acquire_owned().await;
                         let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-                        let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
-                        Done::Commit { task, part, windows, rows: n, result }
+                        if part != ALL_PARTS {
+                            let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
+                            return Done::Commit { task, part, windows, rows: n, files: 1, result };
+                        }
+                        // Rows replaced by key land in the partitions of their own dates.
+                        let mut by_part: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+                        for b in &rows {
+                            match split(b, partition) {
+                                Ok(parts) => {
+                                    for (pv, pb) in parts {
+                                        by_part.entry(pv).or_default().push(pb);
+                                    }
+                                }
+                                Err(e) => return Done::Commit { task, part, windows, rows: n, files: 0, result: Err(e) },
+                            }
+                        }
+                        let mut total = load::Committed::default();
+                        let files = by_part.len();
+                        for (pv, batches) in by_part {
+                            match commit_with_retry(&store, report, &account, &pv, &[], &batches, compression, &retry).await {
+                                Ok(c) => {
+                                    total.rows += c.rows;
+                                    total.bytes += c.bytes;
+                                }
+                                Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
+                            }
+                        }
+                        Done::Commit { task, part, windows, rows: n, files, result: Ok(total) }
                     });
                 }
             }
@@ -457,12 +488,12 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     }
                 };
                 match done {
-                    Done::Commit { task, part, windows, rows, result } => {
+                    Done::Commit { task, part, windows, rows, files, result } => {
                         let tr = &mut trackers[task];
                         let rep = &mut reports[task];
                         match result {
                             Ok(c) => {
-                                rep.files += 1;
+                                rep.files += files;
                                 rep.bytes += c.bytes as u64;
                                 rep.rows += rows;
                                 tracing::info!(account = %tr.account, report = tr.report.id, partition = %part, rows = c.rows, bytes = c.bytes, "committed");
@@ -625,6 +656,18 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
     filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.slice(0, 0))
 }
 
+/// The one pseudo-partition of a report replaced by key: all its windows are committed
+/// together once they have all arrived, each row into the partition of its own date.
+const ALL_PARTS: &str = "*";
+
+fn task_parts(r: &Report, p: crate::pipeline::Partition, w: &Window) -> Vec<String> {
+    if catalog::replaced_by_key(r) {
+        vec![ALL_PARTS.to_string()]
+    } else {
+        partitions_of(p, w)
+    }
+}
+
 /// Partition commits (and state writes) in flight at once.
 const COMMITS_IN_FLIGHT: usize = 8;
 
@@ -634,6 +677,7 @@ enum Done {
         part: String,
         windows: Vec<Window>,
         rows: u64,
+        files: usize,
         result: Result<load::Committed, load::LoadError>,
     },
     State {

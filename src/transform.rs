@@ -71,6 +71,13 @@ fn read_sources_fields() -> Fields {
     ])
 }
 
+fn slot_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("slot_id", DataType::Utf8, false),
+        Field::new("slot_settled_revenue", DataType::Int64, false),
+    ])
+}
+
 fn jump_fields() -> Fields {
     Fields::from(vec![
         Field::new("position", DataType::Int32, false),
@@ -95,6 +102,11 @@ pub fn data_type(kind: Kind) -> DataType {
         Kind::JumpPositions => DataType::List(Arc::new(Field::new(
             "item",
             DataType::Struct(jump_fields()),
+            true,
+        ))),
+        Kind::SlotRevenue => DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Struct(slot_fields()),
             true,
         ))),
     }
@@ -252,6 +264,16 @@ impl Builder {
                     ListBuilder::with_capacity(sb, cap).with_field(Arc::new(Field::new(
                         "item",
                         DataType::Struct(jump_fields()),
+                        true,
+                    ))),
+                )
+            }
+            Kind::SlotRevenue => {
+                let sb = StructBuilder::from_fields(slot_fields(), cap * 2);
+                Builder::List(
+                    ListBuilder::with_capacity(sb, cap).with_field(Arc::new(Field::new(
+                        "item",
+                        DataType::Struct(slot_fields()),
                         true,
                     ))),
                 )
@@ -457,6 +479,31 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
                 }
                 if let Some(f) = sb.field_builder::<Float64Builder>(1) {
                     f.append_value(rate);
+                }
+                sb.append(true);
+            }
+            b.append(true);
+        }
+        (Builder::List(b), Kind::SlotRevenue) => {
+            let arr = v
+                .as_array()
+                .ok_or_else(|| type_err(row, col, "an array", v))?;
+            for e in arr {
+                let slot = match e.get("slot_id") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(type_err(row, col, "{slot_id, slot_settled_revenue}", e)),
+                };
+                let rev = e
+                    .get("slot_settled_revenue")
+                    .and_then(as_i64)
+                    .ok_or_else(|| type_err(row, col, "{slot_id, slot_settled_revenue}", e))?;
+                let sb = b.values();
+                if let Some(f) = sb.field_builder::<StringBuilder>(0) {
+                    f.append_value(&slot);
+                }
+                if let Some(f) = sb.field_builder::<Int64Builder>(1) {
+                    f.append_value(rev);
                 }
                 sb.append(true);
             }
@@ -1348,6 +1395,10 @@ mod fast {
 
     /// Decodes a body the common way, or `None` for the reference decoder to handle.
     pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
+        // Publisher pages are merged by the extractor and decoded the reference way.
+        if report.status == crate::catalog::Status::Publisher {
+            return None;
+        }
         let layout = layout(report)?;
         let cap = capacity(report, body);
         let mut st = State {

@@ -27,6 +27,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 mod data;
+mod publisher;
 mod rng;
 mod server;
 mod tokens;
@@ -34,8 +35,25 @@ mod tokens;
 #[cfg(test)]
 mod tests;
 
-pub use data::respond;
+pub use data::respond as respond_datacube;
 pub use server::{serve, start, SimHandle};
+
+/// The success body of a data endpoint for this request, without validation or faults (for
+/// publisher reports: the whole unpaged answer).
+pub fn respond(
+    cfg: &SimConfig,
+    today: chrono::NaiveDate,
+    report: &'static crate::catalog::Report,
+    app_id: &str,
+    begin: chrono::NaiveDate,
+    end: chrono::NaiveDate,
+) -> serde_json::Value {
+    if report.status == crate::catalog::Status::Publisher {
+        publisher::respond(cfg, today, report, app_id, begin, end)
+    } else {
+        data::respond(cfg, today, report, app_id, begin, end)
+    }
+}
 
 /// The `api: { simulator: {...} }` block and `wxcube simulate` flags.
 #[derive(Clone, Deserialize, PartialEq)]

@@ -303,6 +303,7 @@ fn router(shared: Arc<Shared>) -> Router {
             any(authorizer_token),
         )
         .route("/datacube/{api}", any(datacube))
+        .route("/publisher/stat", any(publisher_stat))
         .route("/_sim/stats", get(stats))
         .route("/_sim/tokens", get(tokens))
         .fallback(not_found)
@@ -573,6 +574,119 @@ async fn datacube(
     };
     let code = if fault == Some(FaultKind::Truncated) {
         // Content-Length follows the cut body: valid HTTP, invalid JSON.
+        bytes.truncate(bytes.len() / 2);
+        HTTP_FAULT
+    } else {
+        code
+    };
+    sh.done(idx, code);
+    json_response(StatusCode::OK, bytes)
+}
+
+/// `GET /publisher/stat?action=...` (reference §2.6): paged with page/page_size (at most
+/// 90), dates in the query; parameter errors in `base_resp`, token and quota errors as
+/// errcode. (WeChat's own `ret` codes are undocumented; -202 is used for bad parameters.)
+async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) -> Response {
+    let q = query(raw.as_deref());
+    let action = q.get("action").cloned().unwrap_or_default();
+    let report = catalog::PUBLISHER.iter().find(|r| r.api == action);
+    let (idx, n) = sh.arrive("/publisher/stat");
+    sh.update(idx, |c| c.report = report.map(|r| r.id));
+    let fault = fault_at(&sh.cfg, n, false);
+    sh.update(idx, |c| c.fault = fault);
+    sh.delay(fault).await;
+    if let Some(r) = sh.http_fault(idx, fault) {
+        return r;
+    }
+    let bad = |msg: &str| {
+        json!({"base_resp": {"ret": -202, "err_msg": msg}})
+            .to_string()
+            .into_bytes()
+    };
+    let result: Result<Vec<u8>, i64> = (|| {
+        if method != Method::GET {
+            return Err(43002);
+        }
+        let token = q
+            .get("access_token")
+            .filter(|t| !t.is_empty())
+            .ok_or(41001)?;
+        let now = sh.now_ms();
+        let app_id = {
+            let st = sh.lock();
+            let owner = st.tokens.owner(token).map(str::to_string);
+            let checked = st.tokens.check(token, now).map(str::to_string);
+            drop(st);
+            sh.update(idx, |c| c.app_id = owner);
+            match checked.map_err(|r| r.errcode())? {
+                a if a.starts_with("component:") => return Err(40001),
+                a => a,
+            }
+        };
+        match fault {
+            Some(FaultKind::Busy) => return Err(-1),
+            Some(FaultKind::TokenExpired) => return Err(42001),
+            Some(FaultKind::MinuteLimit) => return Err(45011),
+            _ => {}
+        }
+        let Some(report) = report else {
+            return Ok(bad("invalid action"));
+        };
+        let page: usize = match q.get("page").and_then(|p| p.parse().ok()) {
+            Some(p) if p >= 1 => p,
+            _ => return Ok(bad("invalid page")),
+        };
+        let size: usize = match q.get("page_size").and_then(|p| p.parse().ok()) {
+            Some(s) if (1..=90).contains(&s) => s,
+            _ => return Ok(bad("invalid page_size")),
+        };
+        let begin = strict_date(
+            q.get("start_date")
+                .map(|s| Value::String(s.clone()))
+                .as_ref(),
+        );
+        let end = strict_date(q.get("end_date").map(|s| Value::String(s.clone())).as_ref());
+        sh.update(idx, |c| {
+            c.begin = begin;
+            c.end = end;
+        });
+        let (Some(begin), Some(end)) = (begin, end) else {
+            return Err(61500);
+        };
+        let today = sh.today();
+        let span = sh.cfg.spans.get(report.id).copied().unwrap_or(report.span);
+        if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
+            return Err(61501);
+        }
+        if sh.cfg.unauthorized.contains(&app_id) {
+            return Err(48001);
+        }
+        if let Some(limit) = sh.cfg.daily_quota {
+            let mut st = sh.lock();
+            let used = st
+                .quota
+                .entry((app_id.clone(), report.id, today))
+                .or_insert(0);
+            if *used >= limit {
+                return Err(45009);
+            }
+            *used += 1;
+        }
+        let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
+        let key = if report.api == "publisher_settlement" {
+            "settlement_list"
+        } else {
+            "list"
+        };
+        Ok(super::publisher::page(whole, key, page, size)
+            .to_string()
+            .into_bytes())
+    })();
+    let (mut bytes, code) = match result {
+        Ok(b) => (b, 0),
+        Err(code) => (sh.error_bytes(n, code), code),
+    };
+    let code = if fault == Some(FaultKind::Truncated) {
         bytes.truncate(bytes.len() / 2);
         HTTP_FAULT
     } else {

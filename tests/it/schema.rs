@@ -10,7 +10,7 @@ fn schemas_match_golden_files() {
     let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/schema");
     let update = std::env::var_os("WXCUBE_UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
-    for r in wxcube::catalog::REPORTS {
+    for r in wxcube::catalog::all() {
         let o = wxcube(&["schema", r.id], &golden);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let got = stdout(&o);
