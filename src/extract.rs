@@ -184,6 +184,8 @@ pub struct AccountClient {
     base: std::sync::Mutex<String>,
     failover: std::sync::Mutex<Option<String>>,
     token: Mutex<Option<CachedToken>>,
+    /// A configuration error from the token source: every later request fails fast with it.
+    broken: std::sync::Mutex<Option<(i64, &'static str)>>,
     /// A component flow may rotate the authorizer refresh token.
     refresh_token: std::sync::Mutex<Option<Secret>>,
     forced: Mutex<ForcedLog>,
@@ -214,6 +216,7 @@ impl AccountClient {
             base: std::sync::Mutex::new(base.trim_end_matches('/').to_string()),
             failover: std::sync::Mutex::new(failover.map(|f| f.trim_end_matches('/').to_string())),
             token: Mutex::new(None),
+            broken: std::sync::Mutex::new(None),
             refresh_token: std::sync::Mutex::new(None),
             forced: Mutex::new(ForcedLog::default()),
             limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(NonZeroU32::MIN)),
@@ -601,6 +604,9 @@ impl Extractor {
     /// The account's current token, fetched or refreshed as needed.
     async fn token(&self, acct: &AccountClient) -> Result<Secret, FetchError> {
         let mut g = acct.token.lock().await;
+        if let Some((errcode, hint)) = acct.broken.lock().ok().and_then(|b| *b) {
+            return Err(FetchError::Config { errcode, hint });
+        }
         // Stable tokens rotate in their last 5 minutes: refreshing inside that window gets
         // the next token while the old one still works.
         let fresh = g
@@ -609,7 +615,16 @@ impl Extractor {
         if let Some(t) = fresh {
             return Ok(t.value.clone());
         }
-        let t = self.fetch_token(acct, false).await?;
+        let t = match self.fetch_token(acct, false).await {
+            Ok(t) => t,
+            Err(FetchError::Config { errcode, hint }) => {
+                if let Ok(mut b) = acct.broken.lock() {
+                    *b = Some((errcode, hint));
+                }
+                return Err(FetchError::Config { errcode, hint });
+            }
+            Err(e) => return Err(e),
+        };
         let v = t.value.clone();
         *g = Some(t);
         Ok(v)

@@ -108,6 +108,9 @@ pub fn cover(needed: &[NaiveDate], span: u32) -> Vec<Window> {
 pub struct Loaded {
     /// Row dates (ref_date values) loaded and final: not fetched again.
     pub finals: BTreeSet<NaiveDate>,
+    /// Row dates loaded but not final (provisional, or WeChat may still revise them):
+    /// fetched again even when they lie outside the pipeline's range.
+    pub revisable: BTreeSet<NaiveDate>,
     /// Calls already made today (China) for this account and report, counted against the
     /// daily budget.
     pub calls_today: u32,
@@ -167,21 +170,27 @@ pub fn build(
             } else {
                 loaded(&acct.name, r)
             };
-            let revise_from = ready - Duration::days(i64::from(r.revise_days));
-            let mut needed = Vec::with_capacity(all.len());
+            let mut needed = BTreeSet::new();
             let (mut loaded_dates, mut revise_dates) = (0, 0);
             for d in all {
                 if have.finals.contains(&d) {
-                    if r.revise_days > 0 && d > revise_from {
-                        revise_dates += 1;
-                        needed.push(d);
-                    } else {
-                        loaded_dates += 1;
-                    }
+                    loaded_dates += 1;
                 } else {
-                    needed.push(d);
+                    if have.revisable.contains(&d) {
+                        revise_dates += 1;
+                    }
+                    needed.insert(d);
                 }
             }
+            // Dates an earlier run loaded that are still provisional or being revised are
+            // fetched again even if this run's range has moved past them.
+            for &d in &have.revisable {
+                if !needed.contains(&d) && !row_dates(r, d, d, ready).is_empty() {
+                    revise_dates += 1;
+                    needed.insert(d);
+                }
+            }
+            let needed: Vec<NaiveDate> = needed.into_iter().collect();
             let mut windows = cover(&needed, r.span);
             let budget = p
                 .limits

@@ -224,6 +224,16 @@ struct Msg {
     task: usize,
     window: Window,
     outcome: Outcome,
+    /// WeChat stopped this report for this account (typed, never read from message text).
+    stop: Option<StopKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    /// 45009: the daily quota; resumes after China midnight.
+    Quota,
+    /// 47009: the API is offline for this account.
+    Retired,
 }
 
 /// Per task (account × report) bookkeeping in the loader.
@@ -319,7 +329,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     }
 
     // One worker per account.
-    let (tx, mut rx) = mpsc::channel::<Msg>(64);
+    let (tx, mut rx) = mpsc::channel::<Msg>(16);
     let mut workers = Vec::new();
     for &ai in plan
         .tasks
@@ -376,6 +386,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
     let mut fetching = true;
+    let mut stops: Vec<Option<(StopKind, String)>> = vec![None; plan.tasks.len()];
     while fetching || !jobs.is_empty() {
         tokio::select! {
             msg = rx.recv(), if fetching => {
@@ -383,6 +394,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     fetching = false;
                     continue;
                 };
+                if let (Some(k), Outcome::Deferred(reason, _) | Outcome::Failed(reason, _)) = (msg.stop, &msg.outcome) {
+                    stops[msg.task].get_or_insert((k, reason.clone()));
+                }
                 let tr = &mut trackers[msg.task];
                 let rep = &mut reports[msg.task];
                 let parts = task_parts(tr.report, p.output.partition, &msg.window);
@@ -393,6 +407,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
+                        let rows_in = batch.num_rows();
                         if catalog::replaced_by_key(tr.report) {
                             tr.rows.entry(ALL_PARTS.to_string()).or_default().push(batch);
                         } else {
@@ -404,8 +419,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         for part in &parts {
                             tr.fetched.entry(part.clone()).or_default().push(msg.window);
                         }
+                        // An empty answer for the latest ready day may only mean WeChat has
+                        // not published it yet (reference §4.2): keep it provisional.
+                        let early = rows_in == 0 && msg.window.contains(ready);
                         if let Some(o) = tr.open.get_mut(&msg.window) {
-                            o.1 = is_delay;
+                            o.1 = is_delay || early;
                         }
                     }
                     Outcome::Deferred(reason, calls) => {
@@ -445,8 +463,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
                     let partition = p.output.partition;
+                    // Waiting for a slot here (not inside the task) is the backpressure that
+                    // keeps buffered partitions bounded when commits are slower than fetching.
+                    let slot = slots.acquire_owned().await;
                     jobs.spawn(async move {
-                        let _slot = slots.acquire_owned().await;
+                        let _slot = slot;
                         let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
                         if part != ALL_PARTS {
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
@@ -550,23 +571,24 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         let _ = w.await;
     }
 
-    // Budget, quota and retirement bookkeeping, all tasks at once.
-    if fatal.is_none() {
+    // Budget, quota and retirement bookkeeping, all tasks at once; calls count against the
+    // daily budget even when the run failed.
+    {
         let mut set = tokio::task::JoinSet::new();
         for (i, t) in plan.tasks.iter().enumerate() {
             let rep = &reports[i];
-            let stop = match rep.reason.as_deref() {
-                Some(r) if r.contains("45009") => Some(Stop {
+            let stop = match &stops[i] {
+                Some((StopKind::Quota, m)) => Some(Stop {
                     reason: "quota".into(),
                     until: Some(today + Duration::days(1)),
-                    message: r.to_string(),
+                    message: m.clone(),
                 }),
-                Some(r) if r.contains("47009") => Some(Stop {
+                Some((StopKind::Retired, m)) => Some(Stop {
                     reason: "retired".into(),
                     until: None,
-                    message: r.to_string(),
+                    message: m.clone(),
                 }),
-                _ => None,
+                None => None,
             };
             let calls = rep.calls as u32;
             if calls == 0 && stop.is_none() {
@@ -653,7 +675,8 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
         return batch.clone();
     }
     tracing::warn!(account, report = report.id, window = %w, dropped = batch.num_rows() - keep.true_count(), "rows outside the requested window ignored");
-    filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.slice(0, 0))
+    // Filtering a batch by a mask of its own length cannot fail; keep the rows if it did.
+    filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.clone())
 }
 
 /// The one pseudo-partition of a report replaced by key: all its windows are committed
@@ -669,7 +692,7 @@ fn task_parts(r: &Report, p: crate::pipeline::Partition, w: &Window) -> Vec<Stri
 }
 
 /// Partition commits (and state writes) in flight at once.
-const COMMITS_IN_FLIGHT: usize = 8;
+const COMMITS_IN_FLIGHT: usize = 4;
 
 enum Done {
     Commit {
@@ -777,15 +800,17 @@ async fn account_worker(
                     stopped[ti].lock().ok().and_then(|g| g.clone()).map(|m| Outcome::Deferred(m, 0))
                 };
                 if let Some(o) = stop_now() {
-                    return Msg { task: ti, window: w, outcome: o };
+                    return Msg { task: ti, window: w, outcome: o, stop: None };
                 }
                 let mut calls = 0u32;
+                let mut stop = None;
                 let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls).await {
                     Ok((batch, is_delay)) => Outcome::Done { batch, is_delay, calls },
                     Err(e) => {
                         let msg = describe(&e, r, &client.name);
                         match &e {
                             FetchError::Quota | FetchError::Retired => {
+                                stop = Some(if matches!(e, FetchError::Quota) { StopKind::Quota } else { StopKind::Retired });
                                 if let Ok(mut g) = stopped[ti].lock() {
                                     g.get_or_insert(msg.clone());
                                 }
@@ -813,7 +838,7 @@ async fn account_worker(
                     }
                 };
                 // Calls made by a window that failed still count against the daily budget.
-                Msg { task: ti, window: w, outcome }
+                Msg { task: ti, window: w, outcome, stop }
             });
         }
         match running.next().await {

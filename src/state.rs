@@ -156,17 +156,17 @@ impl ReportState {
     /// What the planner needs: dates final for this report as of now.
     pub fn loaded(&self, report: &Report, today: NaiveDate) -> Loaded {
         let mut finals = std::collections::BTreeSet::new();
+        let mut revisable = std::collections::BTreeSet::new();
         for r in &self.loaded {
-            if r.provisional {
-                continue;
-            }
             let mut d = r.begin;
             while d <= r.end {
                 // Revisable rows are final once the revision period had passed when loaded.
-                if report.revise_days == 0
-                    || d + Duration::days(i64::from(report.revise_days)) <= r.ready
-                {
+                let settled = report.revise_days == 0
+                    || d + Duration::days(i64::from(report.revise_days)) <= r.ready;
+                if settled && !r.provisional {
                     finals.insert(d);
+                } else {
+                    revisable.insert(d);
                 }
                 d += Duration::days(1);
             }
@@ -178,6 +178,7 @@ impl ReportState {
         };
         Loaded {
             finals,
+            revisable,
             calls_today,
         }
     }

@@ -607,28 +607,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
         if method != Method::GET {
             return Err(43002);
         }
-        let token = q
-            .get("access_token")
-            .filter(|t| !t.is_empty())
-            .ok_or(41001)?;
-        let now = sh.now_ms();
-        let app_id = {
-            let st = sh.lock();
-            let owner = st.tokens.owner(token).map(str::to_string);
-            let checked = st.tokens.check(token, now).map(str::to_string);
-            drop(st);
-            sh.update(idx, |c| c.app_id = owner);
-            match checked.map_err(|r| r.errcode())? {
-                a if a.starts_with("component:") => return Err(40001),
-                a => a,
-            }
-        };
-        match fault {
-            Some(FaultKind::Busy) => return Err(-1),
-            Some(FaultKind::TokenExpired) => return Err(42001),
-            Some(FaultKind::MinuteLimit) => return Err(45011),
-            _ => {}
-        }
+        let app_id = authorize(&sh, idx, &q, fault)?;
         let Some(report) = report else {
             return Ok(bad("invalid action"));
         };
@@ -696,21 +675,14 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
     json_response(StatusCode::OK, bytes)
 }
 
-/// WeChat's validation order (reference §8.1), then the rows: the success body or the
-/// errcode.
-fn answer(
+/// The data call's token (41001 / 40001 / 42001), then the errcode faults that strike after
+/// the token check; returns the account the token acts for.
+fn authorize(
     sh: &Shared,
     idx: usize,
-    report: &'static Report,
-    method: Method,
-    raw_query: Option<&str>,
-    body: &[u8],
+    q: &HashMap<String, String>,
     fault: Option<FaultKind>,
-) -> Result<Vec<u8>, i64> {
-    if method != Method::POST {
-        return Err(43002);
-    }
-    let q = query(raw_query);
+) -> Result<String, i64> {
     let token = q
         .get("access_token")
         .filter(|t| !t.is_empty())
@@ -729,11 +701,29 @@ fn answer(
         }
     };
     match fault {
-        Some(FaultKind::Busy) => return Err(-1),
-        Some(FaultKind::TokenExpired) => return Err(42001),
-        Some(FaultKind::MinuteLimit) => return Err(45011),
-        _ => {}
+        Some(FaultKind::Busy) => Err(-1),
+        Some(FaultKind::TokenExpired) => Err(42001),
+        Some(FaultKind::MinuteLimit) => Err(45011),
+        _ => Ok(app_id),
     }
+}
+
+/// WeChat's validation order (reference §8.1), then the rows: the success body or the
+/// errcode.
+fn answer(
+    sh: &Shared,
+    idx: usize,
+    report: &'static Report,
+    method: Method,
+    raw_query: Option<&str>,
+    body: &[u8],
+    fault: Option<FaultKind>,
+) -> Result<Vec<u8>, i64> {
+    if method != Method::POST {
+        return Err(43002);
+    }
+    let q = query(raw_query);
+    let app_id = authorize(sh, idx, &q, fault)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(44002);
     }

@@ -294,14 +294,18 @@ impl Sim {
     }
 
     pub fn get(&self, path: &str) -> Value {
+        self.request(
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+            path,
+        )
+    }
+
+    /// Sends a raw HTTP/1.1 request; returns the JSON body of the answer.
+    fn request(&self, raw: &str, path: &str) -> Value {
         use std::io::{Read, Write};
         let mut s =
             std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect simulator");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
+        s.write_all(raw.as_bytes()).expect("request");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).expect("response");
         let text = String::from_utf8_lossy(&buf);
@@ -446,29 +450,14 @@ pub fn without(snap: Vec<(String, Vec<String>)>, cols: &[&str]) -> Vec<(String, 
 impl Sim {
     /// POSTs a JSON body; returns the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> Value {
-        use std::io::{Read, Write};
         let text = body.to_string();
-        let mut s =
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect simulator");
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-            text.len()
+        self.request(
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            ),
+            path,
         )
-        .expect("request");
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).expect("response");
-        let text = String::from_utf8_lossy(&buf);
-        let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
     /// Requests per path, from the call log.

@@ -213,3 +213,62 @@ fn publisher_reports_equal_the_api_across_pages() {
         }
     }
 }
+
+#[test]
+fn revisions_are_fetched_after_the_range_has_moved_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline("[article_total_detail]", "  days_back: 7", "./out", ""),
+    );
+    let ps = p.to_str().expect("utf8");
+    run_json(dir.path(), &["run", ps, "--today", "2026-01-10", "--json"]);
+    // Three days later the range is 01-06..01-12, but 01-02..01-05 are still within their
+    // 30 days of revisions: the plan fetches them again, and the table matches the API.
+    let plan: Value = serde_json::from_str(&stdout(&wxcube(
+        &["plan", ps, "--today", "2026-01-13", "--json"],
+        dir.path(),
+    )))
+    .expect("plan");
+    let revise: u64 = plan["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["revise_dates"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(revise >= 2 * 7, "revise dates counted: {revise}");
+    let covered: Vec<String> = plan["tasks"][0]["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|w| w["begin"].to_string())
+        .collect();
+    assert!(
+        covered.iter().any(|d| d.contains("2026-01-03")),
+        "{covered:?}"
+    );
+    run_json(dir.path(), &["run", ps, "--today", "2026-01-13", "--json"]);
+    let cfg: SimConfig = serde_json::from_str(r#"{"seed":7}"#).expect("sim config");
+    let r = catalog::find("article_total_detail").expect("report");
+    let today = wxcube::dates::parse("2026-01-13").expect("date");
+    for a in &ACCOUNTS {
+        let got = read_rows(&dir.path().join("out"), r.id, a.name);
+        let text = sim::respond(
+            &cfg,
+            today,
+            r,
+            a.app_id,
+            wxcube::dates::parse("2026-01-03").expect("date"),
+            wxcube::dates::parse("2026-01-12").expect("date"),
+        )
+        .to_string();
+        let want = expected_rows(r, &serde_json::from_str(&text).expect("json"));
+        // is_delay is the flag of the response a row came in: compare without it.
+        assert_same(
+            &without(vec![(a.name.to_string(), canon(&got))], &["is_delay"]),
+            &without(vec![(a.name.to_string(), canon(&want))], &["is_delay"]),
+            "after revisions",
+        );
+    }
+}
