@@ -299,3 +299,45 @@ fn five_hundred_accounts_from_a_csv_file_within_per_account_limits() {
     }
     assert!(!read_rows(&dir.path().join("out"), "user_summary", "acct_499").is_empty());
 }
+
+#[tokio::test]
+async fn an_unreachable_host_fails_over_to_the_backup_host() {
+    use wxcube::extract::{AccountClient, Extractor, RetryPolicy};
+    use wxcube::pipeline::{Account, Auth};
+    let sim = Sim::start(r#"{"seed":31}"#, TODAY);
+    // A port nobody listens on stands for a WeChat host that cannot be reached.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let acct = Account {
+        name: "brand_cn".into(),
+        app_id: ACCOUNTS[0].app_id.into(),
+        app_secret: wxcube::secret::Secret::new("s"),
+        auth: Auth::StableToken,
+        region: None,
+    };
+    let client = AccountClient::new(
+        &acct,
+        &format!("http://127.0.0.1:{dead}"),
+        Some(&sim.base_url()),
+        50,
+        2,
+    );
+    let ex = Extractor::new(100, RetryPolicy::default(), 1).expect("extractor");
+    let r = wxcube::catalog::find("user_summary").expect("report");
+    let d = |s: &str| wxcube::dates::parse(s).expect("date");
+    let w = wxcube::plan::Window {
+        begin: d("2026-01-10"),
+        end: d("2026-01-16"),
+    };
+    let mut calls = 0;
+    let f = ex
+        .fetch(&client, r, w, d(TODAY), &mut calls)
+        .await
+        .expect("fetched through the backup host");
+    assert!(f.decoded.batch.num_rows() > 0);
+    assert_eq!(sim.calls_to("/cgi-bin/stable_token"), 1);
+    assert_eq!(sim.calls_to("/datacube/getusersummary"), 1);
+}
