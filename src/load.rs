@@ -270,6 +270,75 @@ fn key_rows(report: &Report, b: &RecordBatch) -> Result<arrow::row::Rows, LoadEr
     Ok(conv.convert_columns(&cols)?)
 }
 
+/// The natural keys of a set of batches (arrow row format bytes).
+pub fn keys_of(
+    report: &Report,
+    batches: &[RecordBatch],
+) -> Result<std::collections::HashSet<Vec<u8>>, LoadError> {
+    let mut out = std::collections::HashSet::new();
+    for b in batches {
+        let rows = key_rows(report, b)?;
+        for i in 0..b.num_rows() {
+            out.insert(rows.row(i).as_ref().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Removes rows with these keys from one partition (a keyed row that moved to another
+/// partition). Rewrites the file only if it held such a row.
+pub async fn drop_keys(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    part: &str,
+    keys: &std::collections::HashSet<Vec<u8>>,
+    compression: Compression,
+) -> Result<usize, LoadError> {
+    let rel = file_rel(report.id, account, part);
+    let target = schema(report);
+    let _guard = store.lock(&rel).await?;
+    for _ in 0..16 {
+        let Some((bytes, tag)) = store.read(&rel).await? else {
+            return Ok(0);
+        };
+        let old = decode_file(bytes).map_err(|source| LoadError::Parquet {
+            path: store.describe(&rel),
+            source,
+        })?;
+        let mut kept = Vec::new();
+        let mut dropped = 0;
+        for b in old {
+            let k = key_rows(report, &b)?;
+            let keep: BooleanArray = (0..b.num_rows())
+                .map(|i| Some(!keys.contains(k.row(i).as_ref())))
+                .collect();
+            dropped += b.num_rows() - keep.true_count();
+            kept.push(filter_record_batch(&b, &keep)?.with_schema(Arc::clone(&target))?);
+        }
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let (bytes, _) =
+            merge_encode(report, &target, kept, &[], compression).map_err(|e| match e {
+                MergeError::Parquet(source) => LoadError::Parquet {
+                    path: store.describe(&rel),
+                    source,
+                },
+                MergeError::Arrow(a) => LoadError::Arrow(a),
+            })?;
+        match store.write(&rel, bytes, &tag).await {
+            Ok(()) => return Ok(dropped),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict {
+        path: store.describe(&rel),
+    }
+    .into())
+}
+
 /// Keeps the first row of each natural key; returns the rows and the set of keys.
 fn dedupe_by_key(
     report: &Report,
@@ -592,5 +661,57 @@ mod tests {
                 .collect();
             assert_eq!(got_rows, want_rows, "round {round}: {windows:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn drop_keys_removes_only_those_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let r = catalog::find("ad_settlement").unwrap();
+        let row = |date: &str, month: &str, order: i32| {
+            format!(
+                r#"{{"date":"{date}","zone":"z","month":"{month}","order":{order},"sett_status":5,"settled_revenue":1,"slot_revenue":[]}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"list":[{},{}]}}"#,
+            row("2024-03-25", "202403", 1),
+            row("2024-03-10", "202402", 2)
+        );
+        let b = crate::transform::decode_value(r, &serde_json::from_str(&body).unwrap())
+            .unwrap()
+            .batch;
+        commit_partition(
+            &store,
+            r,
+            "a",
+            "month=2024-03",
+            &[],
+            &[b],
+            Compression::Zstd,
+        )
+        .await
+        .unwrap();
+        let moved = format!(r#"{{"list":[{}]}}"#, row("2024-04-10", "202403", 1));
+        let m = crate::transform::decode_value(r, &serde_json::from_str(&moved).unwrap())
+            .unwrap()
+            .batch;
+        let keys = keys_of(r, &[m]).unwrap();
+        assert_eq!(
+            drop_keys(&store, r, "a", "month=2024-03", &keys, Compression::Zstd)
+                .await
+                .unwrap(),
+            1
+        );
+        let t = read_table(&store, r, "a").await.unwrap().unwrap();
+        assert_eq!(t.num_rows(), 1);
+        let months = t.column_by_name("month").unwrap().as_string::<i32>();
+        assert_eq!(months.value(0), "202402");
+        assert_eq!(
+            drop_keys(&store, r, "a", "month=2024-03", &keys, Compression::Zstd)
+                .await
+                .unwrap(),
+            0
+        );
     }
 }

@@ -487,6 +487,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         let mut total = load::Committed::default();
                         let files = by_part.len();
+                        let by_part_names: Vec<String> = by_part.keys().cloned().collect();
                         for (pv, batches) in by_part {
                             match commit_with_retry(&store, report, &account, &pv, &[], &batches, compression, &retry).await {
                                 Ok(c) => {
@@ -494,6 +495,27 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     total.bytes += c.bytes;
                                 }
                                 Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
+                            }
+                        }
+                        // A keyed row whose date moved lives on in its old partition: drop it there
+                        // (after the new rows are safely written).
+                        let keys = match load::keys_of(report, &rows) {
+                            Ok(k) => k,
+                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
+                        };
+                        let written: Vec<String> = by_part_names;
+                        let prefix = format!("{}/account={account}/", report.id);
+                        let existing = match store.list(&prefix).await {
+                            Ok(l) => l,
+                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
+                        };
+                        for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
+                            let pv = f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string();
+                            if written.contains(&pv) {
+                                continue;
+                            }
+                            if let Err(e) = load::drop_keys(&store, report, &account, &pv, &keys, compression).await {
+                                return Done::Commit { task, part, windows, rows: n, files, result: Err(e) };
                             }
                         }
                         Done::Commit { task, part, windows, rows: n, files, result: Ok(total) }
