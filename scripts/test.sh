@@ -28,4 +28,6 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export WXCUBE_TEST_S3=1 WXCUBE_TEST_PYTHON="$PWD/$VENV/bin/python"
 [ -x "$WXCUBE_TEST_PYTHON" ] || WXCUBE_TEST_PYTHON="$VENV/bin/python"
 
-$CARGO test --all-targets -- --test-threads=2
+$CARGO test --lib --bins --tests -- --test-threads=2
+# The benchmarks run once each as smoke tests (criterion's harness takes no test flags).
+$CARGO test --benches
