@@ -169,6 +169,20 @@ pub async fn commit_partition(
     fresh: &[RecordBatch],
     compression: Compression,
 ) -> Result<Committed, LoadError> {
+    let fresh: Vec<Fresh> = fresh.iter().cloned().map(Fresh::Batch).collect();
+    commit_fresh(store, report, account, part, windows, &fresh, compression).await
+}
+
+/// `commit_partition` for buffered windows, decoded or packed.
+pub async fn commit_fresh(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    part: &str,
+    windows: &[Window],
+    fresh: &[Fresh],
+    compression: Compression,
+) -> Result<Committed, LoadError> {
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
     let _guard = store.lock(&rel).await?;
@@ -176,13 +190,22 @@ pub async fn commit_partition(
     // Rows replaced by key: the fresh rows, each key once (overlapping windows may both
     // return the same half-month), and the set of keys they replace.
     let (fresh_keyed, fresh_keys) = if by_key {
-        let all = concat_batches(&target, fresh)?;
+        let mut batches = Vec::with_capacity(fresh.len());
+        for f in fresh {
+            batches.push(f.sorted(report).map_err(|e| match e {
+                MergeError::Parquet(source) => LoadError::Parquet {
+                    path: store.describe(&rel),
+                    source,
+                },
+                MergeError::Arrow(a) => LoadError::Arrow(a),
+            })?);
+        }
+        let all = concat_batches(&target, &batches)?;
         let (rows, keys) = dedupe_by_key(report, &all)?;
         (vec![rows], keys)
     } else {
         (Vec::new(), std::collections::HashSet::new())
     };
-    let fresh: &[RecordBatch] = if by_key { &fresh_keyed } else { fresh };
     // A conflict means another run committed between our read and write: merge again.
     for _ in 0..16 {
         let mut parts: Vec<RecordBatch> = Vec::new();
@@ -227,12 +250,12 @@ pub async fn commit_partition(
         }
         if by_key {
             // Keyed rows can interleave with kept ones at any date: the plain merge.
-            parts.extend(fresh.iter().cloned());
+            parts.extend(fresh_keyed.iter().cloned());
             let merged = concat_batches(&target, &parts)?;
             let sorted = sort(report, &merged)?;
             parts = vec![sorted];
         }
-        let fresh_for_merge: &[RecordBatch] = if by_key { &[] } else { fresh };
+        let fresh_for_merge: &[Fresh] = if by_key { &[] } else { fresh };
         let (bytes, rows) = merge_encode(report, &target, parts, fresh_for_merge, compression)
             .map_err(|e| match e {
                 MergeError::Parquet(source) => LoadError::Parquet {
@@ -377,28 +400,112 @@ fn date_span(b: &RecordBatch) -> (i32, i32) {
     (lo, hi)
 }
 
-/// Writes `old` (the kept rows of the file, in its sorted order) and `fresh` (one batch per
+/// A window's fresh rows waiting for their partition: as decoded, or packed (sorted and
+/// encoded as Parquet) once the run buffers more than its memory budget.
+#[derive(Debug, Clone)]
+pub enum Fresh {
+    Batch(RecordBatch),
+    Packed {
+        bytes: Bytes,
+        first: i32,
+        last: i32,
+        rows: usize,
+    },
+}
+
+impl Fresh {
+    pub fn rows(&self) -> usize {
+        match self {
+            Fresh::Batch(b) => b.num_rows(),
+            Fresh::Packed { rows, .. } => *rows,
+        }
+    }
+
+    /// Bytes held in memory.
+    pub fn size(&self) -> usize {
+        match self {
+            Fresh::Batch(b) => b.get_array_memory_size(),
+            Fresh::Packed { bytes, .. } => bytes.len(),
+        }
+    }
+
+    fn span(&self) -> (i32, i32) {
+        match self {
+            Fresh::Batch(b) => date_span(b),
+            Fresh::Packed { first, last, .. } => (*first, *last),
+        }
+    }
+
+    /// The rows sorted by the natural key.
+    fn sorted(&self, report: &'static Report) -> Result<RecordBatch, MergeError> {
+        match self {
+            Fresh::Batch(b) => sort(report, b).map_err(|e| match e {
+                LoadError::Arrow(a) => MergeError::Arrow(a),
+                other => {
+                    MergeError::Arrow(arrow::error::ArrowError::ComputeError(other.to_string()))
+                }
+            }),
+            Fresh::Packed { bytes, .. } => {
+                let parts = decode_file(bytes.clone())?;
+                let schema = schema(report);
+                let parts = parts
+                    .into_iter()
+                    .map(|b| b.with_schema(Arc::clone(&schema)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(concat_batches(&schema, &parts)?)
+            }
+        }
+    }
+
+    /// Packs a decoded window: sorted, Parquet with fast compression.
+    pub fn pack(report: &'static Report, b: RecordBatch) -> Result<Fresh, LoadError> {
+        if b.num_rows() == 0 {
+            return Ok(Fresh::Batch(b));
+        }
+        let (first, last) = date_span(&b);
+        let sorted = sort(report, &b)?;
+        let mut buf = Vec::new();
+        let props = WriterProperties::builder()
+            .set_compression(PqCompression::SNAPPY)
+            .build();
+        let mut w =
+            ArrowWriter::try_new(&mut buf, sorted.schema(), Some(props)).map_err(|source| {
+                LoadError::Parquet {
+                    path: "(buffer)".into(),
+                    source,
+                }
+            })?;
+        w.write(&sorted).map_err(|source| LoadError::Parquet {
+            path: "(buffer)".into(),
+            source,
+        })?;
+        w.close().map_err(|source| LoadError::Parquet {
+            path: "(buffer)".into(),
+            source,
+        })?;
+        Ok(Fresh::Packed {
+            bytes: Bytes::from(buf),
+            first,
+            last,
+            rows: sorted.num_rows(),
+        })
+    }
+}
+
+/// Writes `old` (the kept rows of the file, in its sorted order) and `fresh` (one entry per
 /// window, disjoint date ranges) as one sorted Parquet file, without concatenating and
 /// re-sorting the whole partition: every natural key starts with `ref_date`, so sorting
-/// each window and interleaving by date gives the same order at a third of the memory.
+/// each window (one at a time) and interleaving by date gives the same order.
 fn merge_encode(
     report: &'static Report,
     target: &arrow::datatypes::SchemaRef,
     old: Vec<RecordBatch>,
-    fresh: &[RecordBatch],
+    fresh: &[Fresh],
     compression: Compression,
 ) -> Result<(Bytes, usize), MergeError> {
-    let mut windows: Vec<RecordBatch> = Vec::with_capacity(fresh.len());
-    for b in fresh.iter().filter(|b| b.num_rows() > 0) {
-        windows.push(sort(report, b).map_err(|e| match e {
-            LoadError::Arrow(a) => MergeError::Arrow(a),
-            other => MergeError::Arrow(arrow::error::ArrowError::ComputeError(other.to_string())),
-        })?);
-    }
-    windows.sort_by_key(|b| date_span(b).0);
-    let disjoint = windows
-        .windows(2)
-        .all(|w| date_span(&w[0]).1 < date_span(&w[1]).0);
+    let mut windows: Vec<&Fresh> = fresh.iter().filter(|f| f.rows() > 0).collect();
+    windows.sort_by_key(|f| f.span().0);
+    let disjoint = windows.windows(2).all(|w| w[0].span().1 < w[1].span().0);
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(
         &mut buf,
@@ -409,7 +516,9 @@ fn merge_encode(
     if !disjoint {
         // Not expected (windows never overlap); the plain way is always correct.
         let mut all = old;
-        all.extend(windows);
+        for f in &windows {
+            all.push(f.sorted(report)?);
+        }
         let merged = concat_batches(target, &all)?;
         let sorted = sort(report, &merged).map_err(|e| {
             MergeError::Arrow(arrow::error::ArrowError::ComputeError(e.to_string()))
@@ -419,8 +528,8 @@ fn merge_encode(
     } else {
         let mut old = old.into_iter().filter(|b| b.num_rows() > 0).peekable();
         let mut cur: Option<(RecordBatch, usize)> = None;
-        for fb in &windows {
-            let first = date_span(fb).0;
+        for f in &windows {
+            let first = f.span().0;
             // Old rows dated before this window go first.
             loop {
                 if cur.is_none() {
@@ -441,7 +550,8 @@ fn merge_encode(
                 }
                 cur = None;
             }
-            w.write(fb)?;
+            let fb = f.sorted(report)?;
+            w.write(&fb)?;
             rows += fb.num_rows();
         }
         if let Some((b, at)) = cur {

@@ -243,7 +243,7 @@ struct Tracker {
     /// Windows not yet arrived, per partition.
     pending: BTreeMap<String, usize>,
     /// Rows and fetched windows waiting for their partition.
-    rows: BTreeMap<String, Vec<RecordBatch>>,
+    rows: BTreeMap<String, Vec<load::Fresh>>,
     fetched: BTreeMap<String, Vec<Window>>,
     /// Per window: partitions not yet committed, and whether it was provisional.
     open: BTreeMap<Window, (usize, bool)>,
@@ -386,6 +386,13 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
     let mut fetching = true;
+    // Decoded rows waiting for their partitions, and how much of that is allowed.
+    let mut buffered = 0usize;
+    let budget = std::env::var("WXCUBE_BUFFER_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(48)
+        << 20;
     let mut stops: Vec<Option<(StopKind, String)>> = vec![None; plan.tasks.len()];
     while fetching || !jobs.is_empty() {
         tokio::select! {
@@ -409,11 +416,20 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         rep.windows_done += 1;
                         let rows_in = batch.num_rows();
                         if catalog::replaced_by_key(tr.report) {
-                            tr.rows.entry(ALL_PARTS.to_string()).or_default().push(batch);
+                            buffered += batch.get_array_memory_size();
+                            tr.rows.entry(ALL_PARTS.to_string()).or_default().push(load::Fresh::Batch(batch));
                         } else {
                             let batch = within(&batch, &msg.window, tr.report, &tr.account);
                             for (part, b) in split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))? {
-                                tr.rows.entry(part).or_default().push(b);
+                                // Past the memory budget, windows wait packed (sorted Parquet)
+                                // rather than decoded: memory stays flat however long the range.
+                                let f = if buffered + b.get_array_memory_size() > budget {
+                                    load::Fresh::pack(tr.report, b).map_err(|e| RunError::Setup(e.to_string()))?
+                                } else {
+                                    load::Fresh::Batch(b)
+                                };
+                                buffered += f.size();
+                                tr.rows.entry(part).or_default().push(f);
                             }
                         }
                         for part in &parts {
@@ -456,6 +472,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     }
                     tr.pending.remove(&part);
                     let rows = tr.rows.remove(&part).unwrap_or_default();
+                    buffered = buffered.saturating_sub(rows.iter().map(load::Fresh::size).sum());
                     let windows = tr.fetched.remove(&part).unwrap_or_default();
                     if windows.is_empty() {
                         continue;
@@ -468,18 +485,25 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     let slot = slots.acquire_owned().await;
                     jobs.spawn(async move {
                         let _slot = slot;
-                        let n: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                        let n: u64 = rows.iter().map(|b| b.rows() as u64).sum();
                         if part != ALL_PARTS {
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
                             return Done::Commit { task, part, windows, rows: n, files: 1, result };
                         }
                         // Rows replaced by key land in the partitions of their own dates.
-                        let mut by_part: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+                        let rows: Vec<RecordBatch> = rows
+                            .into_iter()
+                            .filter_map(|f| match f {
+                                load::Fresh::Batch(b) => Some(b),
+                                load::Fresh::Packed { .. } => None,
+                            })
+                            .collect();
+                        let mut by_part: BTreeMap<String, Vec<load::Fresh>> = BTreeMap::new();
                         for b in &rows {
                             match split(b, partition) {
                                 Ok(parts) => {
                                     for (pv, pb) in parts {
-                                        by_part.entry(pv).or_default().push(pb);
+                                        by_part.entry(pv).or_default().push(load::Fresh::Batch(pb));
                                     }
                                 }
                                 Err(e) => return Done::Commit { task, part, windows, rows: n, files: 0, result: Err(e) },
@@ -763,7 +787,7 @@ async fn commit_with_retry(
     account: &str,
     part: &str,
     windows: &[Window],
-    rows: &[RecordBatch],
+    rows: &[load::Fresh],
     compression: crate::pipeline::Compression,
     retry: &RetryPolicy,
 ) -> Result<load::Committed, load::LoadError> {
@@ -771,8 +795,7 @@ async fn commit_with_retry(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match load::commit_partition(store, report, account, part, windows, rows, compression).await
-        {
+        match load::commit_fresh(store, report, account, part, windows, rows, compression).await {
             Err(e) if e.is_retryable() && attempt < retry.attempts => {
                 tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying");
                 tokio::time::sleep(retry.backoff(attempt, &jitter)).await;

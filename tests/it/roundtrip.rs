@@ -272,3 +272,25 @@ fn revisions_are_fetched_after_the_range_has_moved_on() {
         );
     }
 }
+
+#[test]
+fn windows_packed_to_save_memory_give_the_same_tables() {
+    let reports: Vec<&str> = catalog::active().map(|r| r.id).collect();
+    let mut snaps = Vec::new();
+    for budget in ["0", "512"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &pipeline("all", "  start: 2025-12-20", "./out", ""),
+        );
+        let o = wxcube_env(
+            &["run", p.to_str().expect("utf8"), "--today", TODAY],
+            dir.path(),
+            &[("WXCUBE_BUFFER_MB", budget)],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        snaps.push(snapshot(&dir.path().join("out"), &reports));
+    }
+    assert_same(&snaps[0], &snaps[1], "packed vs decoded buffering");
+}
