@@ -137,6 +137,7 @@ pub fn select(
             let mut out = Vec::new();
             for n in names {
                 match p.accounts.iter().position(|a| a.name == *n) {
+                    Some(i) if out.contains(&i) => {}
                     Some(i) => out.push(i),
                     None => {
                         let known: Vec<&str> = p.accounts.iter().map(|a| a.name.as_str()).collect();

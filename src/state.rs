@@ -201,10 +201,10 @@ pub async fn read(
         None => Ok((ReportState::new(report, account), Tag::default())),
         Some((bytes, tag)) => {
             let st: ReportState =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Remote {
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
                     op: "parse state",
                     path: store.describe(&path),
-                    message: e.to_string(),
+                    message: format!("{e}; the state file is damaged: delete it (the next run refetches that report) or restore it"),
                 })?;
             Ok((st, tag))
         }

@@ -117,3 +117,37 @@ fn bad_command_lines_exit_2() {
         assert!(!dir.path().join("out").exists(), "{args:?} wrote output");
     }
 }
+
+#[test]
+fn a_damaged_state_file_stops_the_run_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline("[user_summary]", "  days_back: 3", "./out", ""),
+    );
+    let ps = p.to_str().expect("utf8");
+    let o = wxcube(
+        &[
+            "run",
+            ps,
+            "--today",
+            "2026-01-20",
+            "--accounts",
+            "brand_cn,brand_cn",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let state = dir
+        .path()
+        .join("out/_wxcube/state/user_summary/account=brand_cn.json");
+    std::fs::write(&state, "{ not json").expect("damage state");
+    let o = wxcube(&["run", ps, "--today", "2026-01-20"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("damaged") && stderr(&o).contains("account=brand_cn.json"),
+        "{}",
+        stderr(&o)
+    );
+}
