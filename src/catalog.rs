@@ -1008,32 +1008,7 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
 
 /// The closest known report name to a misspelt one, if it is close enough to be a typo.
 pub fn suggest(name: &str) -> Option<&'static str> {
-    closest(name, all_names())
-}
-
-/// The candidate with the smallest edit distance, within a third of the word's length.
-pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
-    candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    crate::config::suggest::closest(name, all_names())
 }
 
 #[cfg(test)]

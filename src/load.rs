@@ -727,11 +727,21 @@ mod tests {
                 .iter()
                 .map(|(a, b)| w(&format!("2025-03-{a:02}"), &format!("2025-03-{b:02}")))
                 .collect();
-            let fresh: Vec<RecordBatch> = windows
+            // Every other window waits packed, as past the run's memory budget.
+            let fresh: Vec<Fresh> = windows
                 .iter()
-                .map(|(a, b)| body(&(*a..=*b).collect::<Vec<_>>(), 1000 * (round + 1)))
+                .enumerate()
+                .map(|(i, (a, b))| {
+                    let batch = body(&(*a..=*b).collect::<Vec<_>>(), 1000 * (round + 1));
+                    if i % 2 == 0 {
+                        Fresh::pack(r, batch).unwrap()
+                    } else {
+                        Fresh::Batch(batch)
+                    }
+                })
                 .collect();
-            commit_partition(
+            assert!(fresh.len() < 2 || matches!(fresh[0], Fresh::Packed { .. }));
+            commit_fresh(
                 &store,
                 r,
                 "a",

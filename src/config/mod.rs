@@ -7,7 +7,7 @@
 mod compile;
 mod interp;
 mod node;
-mod suggest;
+pub(crate) mod suggest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -345,14 +345,8 @@ async fn classic_token(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
     let q = query(raw.as_deref());
     let app = q.get("appid").cloned();
     sh.update(idx, |c| c.app_id = app.clone());
-    let fault = fault_at(&sh.cfg, n, true);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
+    if let Some(r) = token_fault(&sh, idx, n).await {
         return r;
-    }
-    if fault == Some(FaultKind::Busy) {
-        return sh.error(idx, n, -1);
     }
     let app_id = match token_params(
         &sh.cfg,
@@ -374,6 +368,18 @@ async fn classic_token(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
     }
 }
 
+/// A token endpoint's injected fault, if this request gets one: token endpoints only ever
+/// see gateway faults and "busy".
+async fn token_fault(sh: &Shared, idx: usize, n: u64) -> Option<Response> {
+    let fault = fault_at(&sh.cfg, n, true);
+    sh.update(idx, |c| c.fault = fault);
+    sh.delay(fault).await;
+    if let Some(r) = sh.http_fault(idx, fault) {
+        return Some(r);
+    }
+    (fault == Some(FaultKind::Busy)).then(|| sh.error(idx, n, -1))
+}
+
 fn body_field(parsed: &Option<Value>, k: &str) -> Option<String> {
     parsed
         .as_ref()
@@ -389,14 +395,8 @@ async fn component_token(State(sh): Sh, method: Method, body: Bytes) -> Response
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let appid = body_field(&parsed, "component_appid");
     sh.update(idx, |c| c.app_id = appid.clone());
-    let fault = fault_at(&sh.cfg, n, true);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
+    if let Some(r) = token_fault(&sh, idx, n).await {
         return r;
-    }
-    if fault == Some(FaultKind::Busy) {
-        return sh.error(idx, n, -1);
     }
     if method != Method::POST {
         return sh.error(idx, n, 43002);
@@ -443,14 +443,8 @@ async fn authorizer_token(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let authorizer = body_field(&parsed, "authorizer_appid");
     sh.update(idx, |c| c.app_id = authorizer.clone());
-    let fault = fault_at(&sh.cfg, n, true);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
+    if let Some(r) = token_fault(&sh, idx, n).await {
         return r;
-    }
-    if fault == Some(FaultKind::Busy) {
-        return sh.error(idx, n, -1);
     }
     if method != Method::POST {
         return sh.error(idx, n, 43002);
@@ -493,23 +487,11 @@ async fn authorizer_token(
 async fn stable_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
     let (idx, n) = sh.arrive("/cgi-bin/stable_token");
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let field = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let field = |k: &str| body_field(&parsed, k);
     let app = field("appid");
     sh.update(idx, |c| c.app_id = app.clone());
-    let fault = fault_at(&sh.cfg, n, true);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
+    if let Some(r) = token_fault(&sh, idx, n).await {
         return r;
-    }
-    if fault == Some(FaultKind::Busy) {
-        return sh.error(idx, n, -1);
     }
     if method != Method::POST {
         return sh.error(idx, n, 43002);
