@@ -4,7 +4,8 @@
 //! A commit reads the partition's file, drops the rows whose `ref_date` lies in the windows
 //! just fetched, adds the fetched rows, sorts by the natural key, encodes one Parquet file
 //! and makes it visible in one step (see `store`). It is safe to repeat: the same windows
-//! give the same file.
+//! give the same file. A partition that does not exist yet skips all of that: the run
+//! streamed its windows, in date order, into the very file to commit ([`PartStream`]).
 
 use std::sync::Arc;
 
@@ -106,21 +107,41 @@ pub fn split(batch: &RecordBatch, p: Partition) -> Result<Vec<(String, RecordBat
     Ok(out)
 }
 
-pub fn writer_props(c: Compression) -> WriterProperties {
+/// How wxcube writes Parquet: dictionaries for text columns only (labels, titles and
+/// ids repeat; numbers rarely do, and a dictionary stays in memory until the row group
+/// closes), small pages (a partition being streamed holds its pages compressed, so only a
+/// page per column is uncompressed), and row groups closed past [`ROW_GROUP_BYTES`].
+pub fn writer_props(schema: &arrow::datatypes::Schema, c: Compression) -> WriterProperties {
     let comp = match c {
-        Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+        Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
         Compression::Snappy => PqCompression::SNAPPY,
         Compression::None => PqCompression::UNCOMPRESSED,
     };
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(comp)
-        .set_created_by(format!("wxcube {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_data_page_size_limit(64 * 1024)
+        .set_dictionary_enabled(false)
+        .set_created_by(format!("wxcube {}", env!("CARGO_PKG_VERSION")));
+    if let Ok(desc) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
+        for col in desc.columns() {
+            if col.physical_type() == parquet::basic::Type::BYTE_ARRAY {
+                b = b.set_column_dictionary_enabled(col.path().clone(), true);
+            }
+        }
+    }
+    b.build()
 }
+
+/// Decoded rows a partition being written gathers before it encodes them as a row group.
+pub const ROW_GROUP_BYTES: usize = 2 << 20;
 
 pub fn encode(batch: &RecordBatch, c: Compression) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props(c)))?;
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        batch.schema(),
+        Some(writer_props(&batch.schema(), c)),
+    )?;
     w.write(batch)?;
     w.close()?;
     Ok(Bytes::from(buf))
@@ -192,13 +213,14 @@ pub async fn commit_fresh(
     let (fresh_keyed, fresh_keys) = if by_key {
         let mut batches = Vec::with_capacity(fresh.len());
         for f in fresh {
-            batches.push(f.sorted(report).map_err(|e| match e {
+            let runs = f.runs(report).map_err(|e| match e {
                 MergeError::Parquet(source) => LoadError::Parquet {
                     path: store.describe(&rel),
                     source,
                 },
                 MergeError::Arrow(a) => LoadError::Arrow(a),
-            })?);
+            })?;
+            batches.extend(runs.into_iter().map(|(_, b)| b));
         }
         let all = concat_batches(&target, &batches)?;
         let (rows, keys) = dedupe_by_key(report, &all)?;
@@ -214,6 +236,19 @@ pub async fn commit_fresh(
             .as_ref()
             .map(|(_, t)| t.clone())
             .unwrap_or_default();
+        // A new partition written as it streamed in is already the file.
+        if let (None, false, [Fresh::File { bytes, rows, .. }]) = (&existing, by_key, fresh) {
+            match store.write(&rel, bytes.clone(), &tag).await {
+                Ok(()) => {
+                    return Ok(Committed {
+                        rows: *rows,
+                        bytes: bytes.len(),
+                    })
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         if let Some((bytes, _)) = existing {
             let old = decode_file(bytes).map_err(|source| LoadError::Parquet {
                 path: store.describe(&rel),
@@ -400,15 +435,14 @@ fn date_span(b: &RecordBatch) -> (i32, i32) {
     (lo, hi)
 }
 
-/// A window's fresh rows waiting for their partition: as decoded, or packed (sorted and
-/// encoded as Parquet) once the run buffers more than its memory budget.
+/// Fresh rows for a partition: decoded, or already written as a sorted Parquet file by a
+/// [`PartStream`] (`spans`: the date span of each window in it, in order).
 #[derive(Debug, Clone)]
 pub enum Fresh {
     Batch(RecordBatch),
-    Packed {
+    File {
         bytes: Bytes,
-        first: i32,
-        last: i32,
+        spans: Vec<(i32, i32)>,
         rows: usize,
     },
 }
@@ -417,85 +451,132 @@ impl Fresh {
     pub fn rows(&self) -> usize {
         match self {
             Fresh::Batch(b) => b.num_rows(),
-            Fresh::Packed { rows, .. } => *rows,
+            Fresh::File { rows, .. } => *rows,
         }
     }
 
-    /// Bytes held in memory.
-    pub fn size(&self) -> usize {
+    /// Sorted runs of rows with their date spans: one per window.
+    fn runs(&self, report: &'static Report) -> Result<Vec<Run>, MergeError> {
         match self {
-            Fresh::Batch(b) => b.get_array_memory_size(),
-            Fresh::Packed { bytes, .. } => bytes.len(),
-        }
-    }
-
-    fn span(&self) -> (i32, i32) {
-        match self {
-            Fresh::Batch(b) => date_span(b),
-            Fresh::Packed { first, last, .. } => (*first, *last),
-        }
-    }
-
-    /// The rows sorted by the natural key.
-    fn sorted(&self, report: &'static Report) -> Result<RecordBatch, MergeError> {
-        match self {
-            Fresh::Batch(b) => sort(report, b).map_err(|e| match e {
-                LoadError::Arrow(a) => MergeError::Arrow(a),
-                other => {
-                    MergeError::Arrow(arrow::error::ArrowError::ComputeError(other.to_string()))
-                }
-            }),
-            Fresh::Packed { bytes, .. } => {
-                let parts = decode_file(bytes.clone())?;
+            Fresh::Batch(b) if b.num_rows() == 0 => Ok(Vec::new()),
+            Fresh::Batch(b) => Ok(vec![(date_span(b), sort(report, b).map_err(merge_error)?)]),
+            Fresh::File { bytes, spans, .. } => {
                 let schema = schema(report);
-                let parts = parts
+                let parts = decode_file(bytes.clone())?
                     .into_iter()
                     .map(|b| b.with_schema(Arc::clone(&schema)))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(concat_batches(&schema, &parts)?)
+                let all = concat_batches(&schema, &parts)?;
+                // Sorted by date, so each window's rows are one slice.
+                let dates = ref_dates(&all).values();
+                let mut out = Vec::with_capacity(spans.len());
+                for &(lo, hi) in spans {
+                    let a = dates.partition_point(|&d| d < lo);
+                    let b = dates.partition_point(|&d| d <= hi);
+                    if b > a {
+                        out.push(((lo, hi), all.slice(a, b - a)));
+                    }
+                }
+                Ok(out)
             }
         }
     }
+}
 
-    /// Packs a decoded window: sorted, Parquet with fast compression.
-    pub fn pack(report: &'static Report, b: RecordBatch) -> Result<Fresh, LoadError> {
-        if b.num_rows() == 0 {
-            return Ok(Fresh::Batch(b));
+/// Sorted rows of one window and the span of their dates.
+type Run = ((i32, i32), RecordBatch);
+
+fn merge_error(e: LoadError) -> MergeError {
+    match e {
+        LoadError::Arrow(a) => MergeError::Arrow(a),
+        other => MergeError::Arrow(arrow::error::ArrowError::ComputeError(other.to_string())),
+    }
+}
+
+/// A partition's fresh rows encoded as they arrive. Windows come in date order and each is
+/// sorted, so the file grows already sorted by the natural key, and for a partition that
+/// does not exist yet it is the file to commit. Rows wait decoded until they fill a row
+/// group ([`ROW_GROUP_BYTES`]), which is then encoded in one go: memory holds compressed
+/// row groups, and the per-column encoders and compressors (a zstd context is ~0.25 MB per
+/// column) live only while a row group is being written, not as long as the partition.
+pub struct PartStream {
+    writer: ArrowWriter<Vec<u8>>,
+    pending: Vec<RecordBatch>,
+    pending_bytes: usize,
+    spans: Vec<(i32, i32)>,
+    rows: usize,
+}
+
+impl PartStream {
+    pub fn new(report: &Report, c: Compression) -> Result<Self, LoadError> {
+        let schema = schema(report);
+        let props = writer_props(&schema, c);
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(stream_error)?;
+        Ok(PartStream {
+            writer,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            spans: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Appends one window's rows, sorted by the key; its dates must follow the last window's.
+    pub fn push(&mut self, sorted: RecordBatch) -> Result<(), LoadError> {
+        if sorted.num_rows() == 0 {
+            return Ok(());
         }
-        let (first, last) = date_span(&b);
-        let sorted = sort(report, &b)?;
-        let mut buf = Vec::new();
-        let props = WriterProperties::builder()
-            .set_compression(PqCompression::SNAPPY)
-            .build();
-        let mut w =
-            ArrowWriter::try_new(&mut buf, sorted.schema(), Some(props)).map_err(|source| {
-                LoadError::Parquet {
-                    path: "(buffer)".into(),
-                    source,
-                }
-            })?;
-        w.write(&sorted).map_err(|source| LoadError::Parquet {
-            path: "(buffer)".into(),
-            source,
-        })?;
-        w.close().map_err(|source| LoadError::Parquet {
-            path: "(buffer)".into(),
-            source,
-        })?;
-        Ok(Fresh::Packed {
-            bytes: Bytes::from(buf),
-            first,
-            last,
-            rows: sorted.num_rows(),
+        let span = date_span(&sorted);
+        if self.spans.last().is_some_and(|l| l.1 >= span.0) {
+            return Err(LoadError::Arrow(arrow::error::ArrowError::ComputeError(
+                "windows reached a partition out of date order".into(),
+            )));
+        }
+        self.spans.push(span);
+        self.rows += sorted.num_rows();
+        self.pending_bytes += sorted.get_array_memory_size();
+        self.pending.push(sorted);
+        if self.pending_bytes >= ROW_GROUP_BYTES {
+            self.write_pending()?;
+            self.writer.flush().map_err(stream_error)?;
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<(), LoadError> {
+        for b in std::mem::take(&mut self.pending) {
+            self.writer.write(&b).map_err(stream_error)?;
+        }
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn finish(mut self) -> Result<Fresh, LoadError> {
+        self.write_pending()?;
+        let bytes = self.writer.into_inner().map_err(stream_error)?;
+        Ok(Fresh::File {
+            bytes: Bytes::from(bytes),
+            spans: self.spans,
+            rows: self.rows,
         })
     }
 }
 
-/// Writes `old` (the kept rows of the file, in its sorted order) and `fresh` (one entry per
-/// window, disjoint date ranges) as one sorted Parquet file, without concatenating and
-/// re-sorting the whole partition: every natural key starts with `ref_date`, so sorting
-/// each window (one at a time) and interleaving by date gives the same order.
+fn stream_error(source: parquet::errors::ParquetError) -> LoadError {
+    LoadError::Parquet {
+        path: "(partition being written)".into(),
+        source,
+    }
+}
+
+/// Writes `old` (the kept rows of the file, in its sorted order) and `fresh` as one sorted
+/// Parquet file, without concatenating and re-sorting the whole partition: every natural
+/// key starts with `ref_date` and fetched windows are disjoint, so sorting each window (one
+/// at a time) and interleaving by date gives the same order.
 fn merge_encode(
     report: &'static Report,
     target: &arrow::datatypes::SchemaRef,
@@ -503,33 +584,31 @@ fn merge_encode(
     fresh: &[Fresh],
     compression: Compression,
 ) -> Result<(Bytes, usize), MergeError> {
-    let mut windows: Vec<&Fresh> = fresh.iter().filter(|f| f.rows() > 0).collect();
-    windows.sort_by_key(|f| f.span().0);
-    let disjoint = windows.windows(2).all(|w| w[0].span().1 < w[1].span().0);
+    let mut windows = Vec::new();
+    for f in fresh {
+        windows.extend(f.runs(report)?);
+    }
+    windows.sort_by_key(|(span, _)| span.0);
+    let disjoint = windows.windows(2).all(|w| w[0].0 .1 < w[1].0 .0);
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(
         &mut buf,
         Arc::clone(target),
-        Some(writer_props(compression)),
+        Some(writer_props(target, compression)),
     )?;
     let mut rows = 0usize;
     if !disjoint {
         // Not expected (windows never overlap); the plain way is always correct.
         let mut all = old;
-        for f in &windows {
-            all.push(f.sorted(report)?);
-        }
+        all.extend(windows.into_iter().map(|(_, b)| b));
         let merged = concat_batches(target, &all)?;
-        let sorted = sort(report, &merged).map_err(|e| {
-            MergeError::Arrow(arrow::error::ArrowError::ComputeError(e.to_string()))
-        })?;
+        let sorted = sort(report, &merged).map_err(merge_error)?;
         rows = sorted.num_rows();
         w.write(&sorted)?;
     } else {
         let mut old = old.into_iter().filter(|b| b.num_rows() > 0).peekable();
         let mut cur: Option<(RecordBatch, usize)> = None;
-        for f in &windows {
-            let first = f.span().0;
+        for ((first, _), fb) in &windows {
             // Old rows dated before this window go first.
             loop {
                 if cur.is_none() {
@@ -538,7 +617,7 @@ fn merge_encode(
                 let Some((b, at)) = cur.as_mut() else { break };
                 let dates = ref_dates(b);
                 let end = (*at..b.num_rows())
-                    .find(|&i| dates.value(i) >= first)
+                    .find(|&i| dates.value(i) >= *first)
                     .unwrap_or(b.num_rows());
                 if end > *at {
                     w.write(&b.slice(*at, end - *at))?;
@@ -550,8 +629,7 @@ fn merge_encode(
                 }
                 cur = None;
             }
-            let fb = f.sorted(report)?;
-            w.write(&fb)?;
+            w.write(fb)?;
             rows += fb.num_rows();
         }
         if let Some((b, at)) = cur {
@@ -727,20 +805,25 @@ mod tests {
                 .iter()
                 .map(|(a, b)| w(&format!("2025-03-{a:02}"), &format!("2025-03-{b:02}")))
                 .collect();
-            // Every other window waits packed, as past the run's memory budget.
-            let fresh: Vec<Fresh> = windows
-                .iter()
-                .enumerate()
-                .map(|(i, (a, b))| {
-                    let batch = body(&(*a..=*b).collect::<Vec<_>>(), 1000 * (round + 1));
-                    if i % 2 == 0 {
-                        Fresh::pack(r, batch).unwrap()
-                    } else {
-                        Fresh::Batch(batch)
-                    }
-                })
-                .collect();
-            assert!(fresh.len() < 2 || matches!(fresh[0], Fresh::Packed { .. }));
+            // Half the windows come streamed into one file (in date order, as the run
+            // writes them), the others decoded.
+            let mut stream = PartStream::new(r, Compression::None).unwrap();
+            let mut fresh = Vec::new();
+            for (i, (a, b)) in windows.iter().enumerate().rev() {
+                let batch = body(&(*a..=*b).collect::<Vec<_>>(), 1000 * (round + 1));
+                if i % 2 == 0 {
+                    stream.push(sort(r, &batch).unwrap()).unwrap();
+                } else {
+                    fresh.push(Fresh::Batch(batch));
+                }
+            }
+            if stream.rows() > 0 {
+                fresh.push(stream.finish().unwrap());
+            }
+            assert!(
+                windows.len() < 3
+                    || matches!(fresh.last(), Some(Fresh::File { spans, .. }) if spans.len() > 1)
+            );
             commit_fresh(
                 &store,
                 r,
@@ -781,6 +864,53 @@ mod tests {
                 .collect();
             assert_eq!(got_rows, want_rows, "round {round}: {windows:?}");
         }
+    }
+
+    #[test]
+    fn a_streamed_partition_spans_row_groups_and_keeps_every_row_in_order() {
+        let r = catalog::find("upstream_msg").unwrap();
+        let mut stream = PartStream::new(r, Compression::Zstd).unwrap();
+        let mut want = Vec::new();
+        for day in 1..=28u32 {
+            let items: Vec<String> = (0..4000u32)
+                .rev()
+                .map(|t| {
+                    want.push((day, t));
+                    format!(r#"{{"ref_date":"2025-02-{day:02}","msg_type":{t},"msg_user":{t},"msg_count":{day}}}"#)
+                })
+                .collect();
+            let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+            let batch = decode(r, body.as_bytes()).unwrap().batch;
+            stream.push(sort(r, &batch).unwrap()).unwrap();
+        }
+        want.sort();
+        let Fresh::File { bytes, spans, rows } = stream.finish().unwrap() else {
+            panic!("a stream finishes as a file");
+        };
+        assert_eq!((rows, spans.len()), (want.len(), 28));
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
+        assert!(
+            meta.metadata().num_row_groups() > 1,
+            "past ROW_GROUP_BYTES a row group closes"
+        );
+        let base = crate::transform::date32(parse("2025-01-31").unwrap());
+        let mut got = Vec::new();
+        for b in decode_file(bytes).unwrap() {
+            let d = b.column(0).as_primitive::<arrow::datatypes::Date32Type>();
+            let t = b
+                .column_by_name("msg_type")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int32Type>();
+            got.extend((0..b.num_rows()).map(|i| ((d.value(i) - base) as u32, t.value(i) as u32)));
+        }
+        assert_eq!(got, want);
+        // A window dated before the last one is refused, not written out of order.
+        let mut s = PartStream::new(r, Compression::Zstd).unwrap();
+        let one = |d: u32| {
+            decode(r, format!(r#"{{"list":[{{"ref_date":"2025-02-{d:02}","msg_type":1,"msg_user":1,"msg_count":1}}]}}"#).as_bytes()).unwrap().batch
+        };
+        s.push(one(5)).unwrap();
+        assert!(s.push(one(3)).is_err());
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
 //! A run: plan → extract → transform → load, streaming.
 //!
-//! Each account has a worker that fetches its windows (rate-limited, capped in flight) and
-//! sends decoded batches down a bounded channel. The loader buffers rows per partition
-//! until every window touching that partition has arrived (or failed), then rewrites the
-//! partition once and records state for the windows whose partitions are all committed.
-//! Windows are worked in date order, so partitions complete, and memory is freed, as the
-//! run goes.
+//! Each account has a worker that fetches its windows (rate-limited, capped in flight, and
+//! within a memory budget shared by all accounts), decodes and sorts them, and sends them
+//! down a bounded channel. Windows are worked report by report in date order; the loader
+//! appends each to its partition's [`load::PartStream`] in date order (a window that
+//! overtook an earlier one waits for it). Once every window touching a partition has
+//! arrived (or failed), the partition is committed once, and state is recorded for the
+//! windows whose partitions are all committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,6 +228,8 @@ struct Msg {
     outcome: Outcome,
     /// WeChat stopped this report for this account (typed, never read from message text).
     stop: Option<StopKind>,
+    /// Its share of the in-flight memory budget, released once the loader has the rows.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,8 +246,11 @@ struct Tracker {
     account: String,
     /// Windows not yet arrived, per partition.
     pending: BTreeMap<String, usize>,
-    /// Rows and fetched windows waiting for their partition.
-    rows: BTreeMap<String, Vec<load::Fresh>>,
+    /// Fresh rows per partition, written as the windows arrive.
+    fills: BTreeMap<String, Fill>,
+    /// Reports replaced by key: every window's rows, committed together.
+    keyed: Vec<RecordBatch>,
+    /// Windows fetched, per partition.
     fetched: BTreeMap<String, Vec<Window>>,
     /// Per window: partitions not yet committed, and whether it was provisional.
     open: BTreeMap<Window, (usize, bool)>,
@@ -315,14 +321,22 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             report,
             account: t.account_name.clone(),
             pending: BTreeMap::new(),
-            rows: BTreeMap::new(),
+            fills: BTreeMap::new(),
+            keyed: Vec::new(),
             fetched: BTreeMap::new(),
             open: BTreeMap::new(),
         };
-        for w in &t.windows {
+        let mut windows = t.windows.clone();
+        windows.sort();
+        for w in &windows {
             let parts = task_parts(tr.report, p.output.partition, w);
             for part in &parts {
                 *tr.pending.entry(part.clone()).or_default() += 1;
+                tr.fills
+                    .entry(part.clone())
+                    .or_default()
+                    .order
+                    .push_back(*w);
             }
             tr.open.insert(*w, (parts.len(), false));
         }
@@ -331,6 +345,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
 
     // One worker per account.
     let (tx, mut rx) = mpsc::channel::<Msg>(16);
+    let budget = Arc::new(InFlight::new());
     let mut workers = Vec::new();
     for &ai in plan
         .tasks
@@ -373,6 +388,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             p.limits.max_in_flight as usize,
             today,
             tx.clone(),
+            Arc::clone(&budget),
         )));
     }
     drop(tx);
@@ -387,13 +403,6 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
     let mut fetching = true;
-    // Decoded rows waiting for their partitions, and how much of that is allowed.
-    let mut buffered = 0usize;
-    let budget = std::env::var("WXCUBE_BUFFER_MB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(48)
-        << 20;
     let mut stops: Vec<Option<(StopKind, String)>> = vec![None; plan.tasks.len()];
     while fetching || !jobs.is_empty() {
         tokio::select! {
@@ -408,6 +417,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 let tr = &mut trackers[msg.task];
                 let rep = &mut reports[msg.task];
                 let parts = task_parts(tr.report, p.output.partition, &msg.window);
+                let keyed = catalog::replaced_by_key(tr.report);
+                let compression = p.output.compression;
                 match msg.outcome {
                     Outcome::Done { batch, is_delay, calls } => {
                         if let Some(o) = &opts.observer {
@@ -416,21 +427,21 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
                         let rows_in = batch.num_rows();
-                        if catalog::replaced_by_key(tr.report) {
-                            buffered += batch.get_array_memory_size();
-                            tr.rows.entry(ALL_PARTS.to_string()).or_default().push(load::Fresh::Batch(batch));
+                        if keyed {
+                            tr.keyed.push(batch);
                         } else {
-                            let batch = within(&batch, &msg.window, tr.report, &tr.account);
-                            for (part, b) in split(&batch, p.output.partition).map_err(|e| RunError::Setup(e.to_string()))? {
-                                // Past the memory budget, windows wait packed (sorted Parquet)
-                                // rather than decoded: memory stays flat however long the range.
-                                let f = if buffered + b.get_array_memory_size() > budget {
-                                    load::Fresh::pack(tr.report, b).map_err(|e| RunError::Setup(e.to_string()))?
-                                } else {
-                                    load::Fresh::Batch(b)
-                                };
-                                buffered += f.size();
-                                tr.rows.entry(part).or_default().push(f);
+                            // The worker sent the rows sorted and within the window.
+                            let mut by_part: BTreeMap<String, RecordBatch> = match split(&batch, p.output.partition) {
+                                Ok(v) => v.into_iter().collect(),
+                                Err(e) => {
+                                    fatal.get_or_insert(format!("splitting {} rows by partition: {e}", tr.report.id));
+                                    BTreeMap::new()
+                                }
+                            };
+                            for part in &parts {
+                                if let Err(e) = tr.arrive(part, msg.window, by_part.remove(part), compression, store_ref) {
+                                    fatal.get_or_insert(e);
+                                }
                             }
                         }
                         for part in &parts {
@@ -451,6 +462,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         rep.deferred.push(msg.window);
                         rep.reason.get_or_insert(reason);
                         tr.open.remove(&msg.window);
+                        for part in &parts {
+                            if let Err(e) = tr.arrive(part, msg.window, None, compression, store_ref) {
+                                fatal.get_or_insert(e);
+                            }
+                        }
                     }
                     Outcome::Failed(reason, calls) => {
                         rep.calls += u64::from(calls);
@@ -460,6 +476,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         rep.failed.push(msg.window);
                         rep.reason.get_or_insert(reason);
                         tr.open.remove(&msg.window);
+                        for part in &parts {
+                            if let Err(e) = tr.arrive(part, msg.window, None, compression, store_ref) {
+                                fatal.get_or_insert(e);
+                            }
+                        }
                     }
                 }
                 // Commit every partition that has all its windows.
@@ -472,12 +493,22 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         continue;
                     }
                     tr.pending.remove(&part);
-                    let rows = tr.rows.remove(&part).unwrap_or_default();
-                    buffered = buffered.saturating_sub(rows.iter().map(load::Fresh::size).sum());
+                    let stream = tr.fills.remove(&part).and_then(|f| f.stream);
+                    let keyed_rows = std::mem::take(&mut tr.keyed);
                     let windows = tr.fetched.remove(&part).unwrap_or_default();
                     if windows.is_empty() {
                         continue;
                     }
+                    let rows: Vec<load::Fresh> = match stream.map(load::PartStream::finish).transpose() {
+                        Ok(f) => f.into_iter().collect(),
+                        Err(e) => {
+                            fatal.get_or_insert(format!(
+                                "writing {}: {e}",
+                                store.describe(&load::file_rel(tr.report.id, &tr.account, &part))
+                            ));
+                            continue;
+                        }
+                    };
                     let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
                     let partition = p.output.partition;
@@ -486,19 +517,14 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     let slot = slots.acquire_owned().await;
                     jobs.spawn(async move {
                         let _slot = slot;
-                        let n: u64 = rows.iter().map(|b| b.rows() as u64).sum();
+                        let n: u64 = rows.iter().map(|b| b.rows() as u64).sum::<u64>()
+                            + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
                             return Done::Commit { task, part, windows, rows: n, files: 1, result };
                         }
                         // Rows replaced by key land in the partitions of their own dates.
-                        let rows: Vec<RecordBatch> = rows
-                            .into_iter()
-                            .filter_map(|f| match f {
-                                load::Fresh::Batch(b) => Some(b),
-                                load::Fresh::Packed { .. } => None,
-                            })
-                            .collect();
+                        let rows = keyed_rows;
                         let mut by_part: BTreeMap<String, Vec<load::Fresh>> = BTreeMap::new();
                         for b in &rows {
                             match split(b, partition) {
@@ -713,6 +739,65 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
 
 /// Keeps only rows whose `ref_date` lies in the window fetched: a row outside it would
 /// escape the next run's replacement and could be duplicated.
+impl Tracker {
+    /// A window's rows for one partition (none: empty, failed or deferred).
+    fn arrive(
+        &mut self,
+        part: &str,
+        w: Window,
+        rows: Option<RecordBatch>,
+        compression: crate::pipeline::Compression,
+        store: &Store,
+    ) -> Result<(), String> {
+        let Some(fill) = self.fills.get_mut(part) else {
+            return Ok(());
+        };
+        fill.arrive(w, rows, self.report, compression).map_err(|e| {
+            let rel = load::file_rel(self.report.id, &self.account, part);
+            format!("writing {}: {e}", store.describe(&rel))
+        })
+    }
+}
+
+/// One partition's fresh rows: windows are written to its stream in date order; one that
+/// arrives before an earlier one (fetches overlap) waits for it.
+#[derive(Default)]
+struct Fill {
+    /// The partition's windows not yet written or given up, in date order.
+    order: std::collections::VecDeque<Window>,
+    /// Arrived out of order: rows to write, or none (empty, failed or deferred).
+    waiting: BTreeMap<Window, Option<RecordBatch>>,
+    stream: Option<load::PartStream>,
+}
+
+impl Fill {
+    fn arrive(
+        &mut self,
+        w: Window,
+        rows: Option<RecordBatch>,
+        report: &'static Report,
+        compression: crate::pipeline::Compression,
+    ) -> Result<(), load::LoadError> {
+        self.waiting.insert(w, rows);
+        while let Some(next) = self.order.front() {
+            let Some(rows) = self.waiting.remove(next) else {
+                break;
+            };
+            self.order.pop_front();
+            if let Some(b) = rows.filter(|b| b.num_rows() > 0) {
+                let stream = match &mut self.stream {
+                    Some(s) => s,
+                    None => self
+                        .stream
+                        .insert(load::PartStream::new(report, compression)?),
+                };
+                stream.push(b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> RecordBatch {
     let dates = batch.column(0).as_primitive::<Date32Type>();
     let keep: BooleanArray = (0..batch.num_rows())
@@ -807,6 +892,45 @@ async fn commit_with_retry(
 }
 
 /// Fetches one account's windows, `max_in_flight` at a time, in plan order.
+/// The memory that fetched windows may hold until the loader has their rows (response
+/// bodies, decoded batches, the channel), shared by all accounts. Without it, memory would
+/// grow with accounts × `max_in_flight` × the largest response.
+const IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// The in-flight budget, in KiB, and the size a window of each report is expected to take.
+struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    expected: std::sync::Mutex<HashMap<&'static str, usize>>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        InFlight {
+            permits: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_BYTES >> 10)),
+            expected: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// KiB to reserve for a window of this report: the largest recently seen, decaying.
+    fn expected_kib(&self, r: &Report) -> u32 {
+        let kib = self
+            .expected
+            .lock()
+            .ok()
+            .and_then(|m| m.get(r.id).copied())
+            .unwrap_or(256);
+        kib.clamp(1, IN_FLIGHT_BYTES >> 10) as u32
+    }
+
+    fn observe(&self, r: &'static Report, kib: usize) {
+        if let Ok(mut m) = self.expected.lock() {
+            let e = m.entry(r.id).or_insert(kib);
+            *e = if kib >= *e { kib } else { (*e * 7 + kib) / 8 };
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn account_worker(
     ex: Arc<Extractor>,
     client: Arc<AccountClient>,
@@ -815,19 +939,40 @@ async fn account_worker(
     max_in_flight: usize,
     today: NaiveDate,
     tx: mpsc::Sender<Msg>,
+    budget: Arc<InFlight>,
 ) {
     // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
     let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
         Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
     let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
     let any_stop = Arc::new(AtomicBool::new(false));
-    let mut queue = jobs.into_iter();
+    let mut queue = jobs.into_iter().peekable();
     let mut running = FuturesUnordered::new();
     loop {
-        while running.len() < max_in_flight.max(1) {
+        // Launch the next window once it has its share of the memory budget; meanwhile,
+        // hand finished windows on (they free the budget).
+        let launch = match queue.peek() {
+            Some(&(_, r, _)) if running.len() < max_in_flight.max(1) => {
+                Some(budget.expected_kib(r))
+            }
+            _ => None,
+        };
+        let permit = tokio::select! {
+            biased;
+            Some(msg) = running.next(), if !running.is_empty() => {
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            p = Arc::clone(&budget.permits).acquire_many_owned(launch.unwrap_or(0)), if launch.is_some() => p.ok(),
+            else => return,
+        };
+        {
             let Some((ti, r, w)) = queue.next() else {
-                break;
+                continue;
             };
+            let budget = Arc::clone(&budget);
             let (ex, client, stopped, account_stop, any_stop) = (
                 Arc::clone(&ex),
                 Arc::clone(&client),
@@ -846,12 +991,24 @@ async fn account_worker(
                     stopped[ti].lock().ok().and_then(|g| g.clone()).map(|m| Outcome::Deferred(m, 0))
                 };
                 if let Some(o) = stop_now() {
-                    return Msg { task: ti, window: w, outcome: o, stop: None };
+                    return Msg { task: ti, window: w, outcome: o, stop: None, _permit: permit };
                 }
                 let mut calls = 0u32;
                 let mut stop = None;
                 let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls).await {
-                    Ok((batch, is_delay)) => Outcome::Done { batch, is_delay, calls },
+                    Ok((batch, is_delay)) => {
+                        budget.observe(r, batch.get_array_memory_size() >> 9);
+                        // Sorted here, in parallel, so the loader only appends.
+                        let batch = if catalog::replaced_by_key(r) {
+                            Ok(batch)
+                        } else {
+                            load::sort(r, &within(&batch, &w, r, &client.name))
+                        };
+                        match batch {
+                            Ok(batch) => Outcome::Done { batch, is_delay, calls },
+                            Err(e) => Outcome::Failed(format!("{} for account {}: sorting the rows: {e}", r.id, client.name), calls),
+                        }
+                    }
                     Err(e) => {
                         let msg = describe(&e, r, &client.name);
                         match &e {
@@ -884,16 +1041,8 @@ async fn account_worker(
                     }
                 };
                 // Calls made by a window that failed still count against the daily budget.
-                Msg { task: ti, window: w, outcome, stop }
+                Msg { task: ti, window: w, outcome, stop, _permit: permit }
             });
-        }
-        match running.next().await {
-            Some(msg) => {
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            None => return,
         }
     }
 }
