@@ -171,6 +171,10 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
         })
         .collect();
     let ix = lexsort_to_indices(&cols, None)?;
+    // WeChat mostly answers in key order already: then there is nothing to move.
+    if ix.values().iter().enumerate().all(|(i, &v)| v as usize == i) {
+        return Ok(batch.clone());
+    }
     Ok(take_record_batch(batch, &ix)?)
 }
 
