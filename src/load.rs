@@ -133,7 +133,7 @@ pub fn writer_props(schema: &arrow::datatypes::Schema, c: Compression) -> Writer
 }
 
 /// Decoded rows a partition being written gathers before it encodes them as a row group.
-pub const ROW_GROUP_BYTES: usize = 2 << 20;
+pub const ROW_GROUP_BYTES: usize = 1 << 20;
 
 pub fn encode(batch: &RecordBatch, c: Compression) -> Result<Bytes, parquet::errors::ParquetError> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
@@ -172,7 +172,12 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
         .collect();
     let ix = lexsort_to_indices(&cols, None)?;
     // WeChat mostly answers in key order already: then there is nothing to move.
-    if ix.values().iter().enumerate().all(|(i, &v)| v as usize == i) {
+    if ix
+        .values()
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v as usize == i)
+    {
         return Ok(batch.clone());
     }
     Ok(take_record_batch(batch, &ix)?)
@@ -504,7 +509,7 @@ fn merge_error(e: LoadError) -> MergeError {
 /// row groups, and the per-column encoders and compressors (a zstd context is ~0.25 MB per
 /// column) live only while a row group is being written, not as long as the partition.
 pub struct PartStream {
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ArrowWriter<Spool>,
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
     spans: Vec<(i32, i32)>,
@@ -515,7 +520,8 @@ impl PartStream {
     pub fn new(report: &Report, c: Compression) -> Result<Self, LoadError> {
         let schema = schema(report);
         let props = writer_props(&schema, c);
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(stream_error)?;
+        let writer = ArrowWriter::try_new(Spool::Memory(Vec::new()), schema, Some(props))
+            .map_err(stream_error)?;
         Ok(PartStream {
             writer,
             pending: Vec::new(),
@@ -562,11 +568,60 @@ impl PartStream {
     pub fn finish(mut self) -> Result<Fresh, LoadError> {
         self.write_pending()?;
         let bytes = self.writer.into_inner().map_err(stream_error)?;
+        let bytes = bytes.into_bytes().map_err(|e| stream_error(e.into()))?;
         Ok(Fresh::File {
-            bytes: Bytes::from(bytes),
+            bytes,
             spans: self.spans,
             rows: self.rows,
         })
+    }
+}
+
+/// Encoded row groups past which a partition being written moves them from memory to an
+/// anonymous temporary file (`TMPDIR`), read back once at commit: the months of large
+/// reports of every account fetched at once would otherwise all sit in memory.
+const SPOOL_BYTES: usize = 256 << 10;
+
+enum Spool {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl std::io::Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Spool::Memory(v) = self {
+            if v.len() + buf.len() > SPOOL_BYTES {
+                let mut f = tempfile::tempfile()?;
+                f.write_all(v)?;
+                *self = Spool::File(f);
+            }
+        }
+        match self {
+            Spool::Memory(v) => v.write(buf),
+            Spool::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Spool::Memory(_) => Ok(()),
+            Spool::File(f) => f.flush(),
+        }
+    }
+}
+
+impl Spool {
+    fn into_bytes(self) -> std::io::Result<Bytes> {
+        use std::io::{Read, Seek};
+        match self {
+            Spool::Memory(v) => Ok(Bytes::from(v)),
+            Spool::File(mut f) => {
+                let mut v = Vec::with_capacity(f.stream_position()? as usize);
+                f.rewind()?;
+                f.read_to_end(&mut v)?;
+                Ok(Bytes::from(v))
+            }
+        }
     }
 }
 

@@ -895,7 +895,7 @@ async fn commit_with_retry(
 /// The memory that fetched windows may hold until the loader has their rows (response
 /// bodies, decoded batches, the channel), shared by all accounts. Without it, memory would
 /// grow with accounts × `max_in_flight` × the largest response.
-const IN_FLIGHT_BYTES: usize = 16 << 20;
+const IN_FLIGHT_BYTES: usize = 8 << 20;
 
 /// The in-flight budget, in KiB, and the size a window of each report is expected to take.
 struct InFlight {
