@@ -5,7 +5,8 @@
 //! - `full_365`: 10 accounts x 365 days x every active report, no latency, enough articles
 //!   per day for millions of rows;
 //! - `full_30`: the same for 30 days (peak memory must not grow with the range);
-//! - `rate_bound`: 4 accounts, 50 ms simulator latency, 20 requests/s per account.
+//! - `rate_bound`: 4 accounts, 50 ms simulator latency, 20 requests/s per account;
+//! - `rate_bound_many`: 40 accounts at 2 requests/s with 26 articles a day (large answers).
 //!
 //! Per run: rows, data calls (counted by the simulator) / planned calls, wall and client CPU
 //! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
@@ -71,6 +72,18 @@ fn scenarios() -> Vec<Scenario> {
             max_in_flight: 16,
         },
     ];
+    // Many slow accounts with large answers: the shared memory budget must not hold the
+    // run below its rate limits.
+    let mut all = all;
+    all.push(Scenario {
+        name: "rate_bound_many",
+        accounts: 40,
+        days: 3,
+        articles_per_day: 26,
+        latency_ms: 50,
+        requests_per_second: 2,
+        max_in_flight: 8,
+    });
     match std::env::var("WXCUBE_BENCH_ONLY") {
         Ok(only) => all
             .into_iter()

@@ -258,8 +258,59 @@ pub struct Extractor {
     pub retry: RetryPolicy,
     jitter: Jitter,
     pub counters: Arc<Counters>,
+    /// Memory for windows fetched but not yet loaded, shared by all accounts.
+    pub budget: InFlight,
     /// component_access_token per component_appid, shared by its authorised accounts.
     component_tokens: Mutex<std::collections::HashMap<String, CachedToken>>,
+}
+
+/// The memory that fetched windows may hold until the loader has their rows (response
+/// bodies, decoded batches, the channel), shared by all accounts. Without it, memory would
+/// grow with accounts × `max_in_flight` × the largest response.
+const IN_FLIGHT_BYTES: usize = 8 << 20;
+
+/// The in-flight budget, in KiB, and the size a window of each report is expected to take.
+pub struct InFlight {
+    permits: Arc<tokio::sync::Semaphore>,
+    expected: std::sync::Mutex<std::collections::HashMap<&'static str, usize>>,
+}
+
+/// A window's share of the in-flight budget.
+pub type Reservation = tokio::sync::OwnedSemaphorePermit;
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            permits: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_BYTES >> 10)),
+            expected: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl InFlight {
+    /// KiB to reserve for a window of this report: the largest recently seen, decaying.
+    pub fn expected_kib(&self, r: &Report) -> u32 {
+        let kib = self
+            .expected
+            .lock()
+            .ok()
+            .and_then(|m| m.get(r.id).copied())
+            .unwrap_or(256);
+        kib.clamp(1, IN_FLIGHT_BYTES >> 10) as u32
+    }
+
+    /// Waits for a window's share.
+    async fn reserve(&self, r: &Report) -> Option<Reservation> {
+        let kib = self.expected_kib(r);
+        Arc::clone(&self.permits).acquire_many_owned(kib).await.ok()
+    }
+
+    pub fn observe(&self, r: &'static Report, kib: usize) {
+        if let Ok(mut m) = self.expected.lock() {
+            let e = m.entry(r.id).or_insert(kib);
+            *e = if kib >= *e { kib } else { (*e * 7 + kib) / 8 };
+        }
+    }
 }
 
 /// A successful window.
@@ -317,6 +368,7 @@ impl Extractor {
             retry,
             jitter: Jitter::new(seed),
             counters: Arc::new(Counters::default()),
+            budget: InFlight::default(),
             component_tokens: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -683,9 +735,24 @@ impl Extractor {
         today: chrono::NaiveDate,
         calls: &mut u32,
     ) -> Result<Fetched, FetchError> {
+        self.fetch_held(acct, report, w, today, calls, &mut None)
+            .await
+    }
+
+    /// `fetch`, holding the window's share of the in-flight budget in `held` (kept until
+    /// the loader has the rows).
+    pub async fn fetch_held(
+        &self,
+        acct: &AccountClient,
+        report: &'static Report,
+        w: Window,
+        today: chrono::NaiveDate,
+        calls: &mut u32,
+        held: &mut Option<Reservation>,
+    ) -> Result<Fetched, FetchError> {
         if report.status != Status::Publisher {
             let (decoded, attempts) = self
-                .call(acct, report, w, None, today, calls, |b| {
+                .call(acct, report, w, None, today, calls, held, |b| {
                     transform::decode(report, b)
                 })
                 .await?;
@@ -701,7 +768,7 @@ impl Extractor {
         let mut attempts = 0;
         for page in 1u32.. {
             let (v, a) = self
-                .call(acct, report, w, Some(page), today, calls, |b| {
+                .call(acct, report, w, Some(page), today, calls, held, |b| {
                     let v: Value = serde_json::from_slice(b)
                         .map_err(|e| Err(DecodeError::Json(e.to_string())))?;
                     match transform::api_error(&v) {
@@ -750,6 +817,7 @@ impl Extractor {
         page: Option<u32>,
         today: chrono::NaiveDate,
         calls: &mut u32,
+        held: &mut Option<Reservation>,
         check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>>,
     ) -> Result<(T, u32), FetchError> {
         let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
@@ -766,6 +834,12 @@ impl Extractor {
                     .map_err(|_| FetchError::Transient("shutting down".into()))?;
                 acct.limiter.until_ready().await;
                 self.global.until_ready().await;
+                // After the limiters, so windows waiting their turn hold none of it; once
+                // per window (its 61501 halves and pages share it), so no window waits for
+                // budget while holding some.
+                if held.is_none() {
+                    *held = self.budget.reserve(report).await;
+                }
                 self.counters.data_calls.fetch_add(1, Ordering::Relaxed);
                 *calls += 1;
                 let req = match page {

@@ -229,7 +229,7 @@ struct Msg {
     /// WeChat stopped this report for this account (typed, never read from message text).
     stop: Option<StopKind>,
     /// Its share of the in-flight memory budget, released once the loader has the rows.
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    _permit: Option<crate::extract::Reservation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +345,6 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
 
     // One worker per account.
     let (tx, mut rx) = mpsc::channel::<Msg>(16);
-    let budget = Arc::new(InFlight::new());
     let mut workers = Vec::new();
     for &ai in plan
         .tasks
@@ -388,7 +387,6 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             p.limits.max_in_flight as usize,
             today,
             tx.clone(),
-            Arc::clone(&budget),
         )));
     }
     drop(tx);
@@ -892,44 +890,6 @@ async fn commit_with_retry(
 }
 
 /// Fetches one account's windows, `max_in_flight` at a time, in plan order.
-/// The memory that fetched windows may hold until the loader has their rows (response
-/// bodies, decoded batches, the channel), shared by all accounts. Without it, memory would
-/// grow with accounts × `max_in_flight` × the largest response.
-const IN_FLIGHT_BYTES: usize = 8 << 20;
-
-/// The in-flight budget, in KiB, and the size a window of each report is expected to take.
-struct InFlight {
-    permits: Arc<tokio::sync::Semaphore>,
-    expected: std::sync::Mutex<HashMap<&'static str, usize>>,
-}
-
-impl InFlight {
-    fn new() -> Self {
-        InFlight {
-            permits: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_BYTES >> 10)),
-            expected: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// KiB to reserve for a window of this report: the largest recently seen, decaying.
-    fn expected_kib(&self, r: &Report) -> u32 {
-        let kib = self
-            .expected
-            .lock()
-            .ok()
-            .and_then(|m| m.get(r.id).copied())
-            .unwrap_or(256);
-        kib.clamp(1, IN_FLIGHT_BYTES >> 10) as u32
-    }
-
-    fn observe(&self, r: &'static Report, kib: usize) {
-        if let Ok(mut m) = self.expected.lock() {
-            let e = m.entry(r.id).or_insert(kib);
-            *e = if kib >= *e { kib } else { (*e * 7 + kib) / 8 };
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn account_worker(
     ex: Arc<Extractor>,
@@ -939,40 +899,19 @@ async fn account_worker(
     max_in_flight: usize,
     today: NaiveDate,
     tx: mpsc::Sender<Msg>,
-    budget: Arc<InFlight>,
 ) {
     // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
     let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
         Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
     let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
     let any_stop = Arc::new(AtomicBool::new(false));
-    let mut queue = jobs.into_iter().peekable();
+    let mut queue = jobs.into_iter();
     let mut running = FuturesUnordered::new();
     loop {
-        // Launch the next window once it has its share of the memory budget; meanwhile,
-        // hand finished windows on (they free the budget).
-        let launch = match queue.peek() {
-            Some(&(_, r, _)) if running.len() < max_in_flight.max(1) => {
-                Some(budget.expected_kib(r))
-            }
-            _ => None,
-        };
-        let permit = tokio::select! {
-            biased;
-            Some(msg) = running.next(), if !running.is_empty() => {
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            p = Arc::clone(&budget.permits).acquire_many_owned(launch.unwrap_or(0)), if launch.is_some() => p.ok(),
-            else => return,
-        };
-        {
+        while running.len() < max_in_flight.max(1) {
             let Some((ti, r, w)) = queue.next() else {
-                continue;
+                break;
             };
-            let budget = Arc::clone(&budget);
             let (ex, client, stopped, account_stop, any_stop) = (
                 Arc::clone(&ex),
                 Arc::clone(&client),
@@ -991,13 +930,14 @@ async fn account_worker(
                     stopped[ti].lock().ok().and_then(|g| g.clone()).map(|m| Outcome::Deferred(m, 0))
                 };
                 if let Some(o) = stop_now() {
-                    return Msg { task: ti, window: w, outcome: o, stop: None, _permit: permit };
+                    return Msg { task: ti, window: w, outcome: o, stop: None, _permit: None };
                 }
                 let mut calls = 0u32;
                 let mut stop = None;
-                let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls).await {
+                let mut held = None;
+                let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls, &mut held).await {
                     Ok((batch, is_delay)) => {
-                        budget.observe(r, batch.get_array_memory_size() >> 9);
+                        ex.budget.observe(r, batch.get_array_memory_size() >> 9);
                         // Sorted here, in parallel, so the loader only appends.
                         let batch = if catalog::replaced_by_key(r) {
                             Ok(batch)
@@ -1041,8 +981,16 @@ async fn account_worker(
                     }
                 };
                 // Calls made by a window that failed still count against the daily budget.
-                Msg { task: ti, window: w, outcome, stop, _permit: permit }
+                Msg { task: ti, window: w, outcome, stop, _permit: held }
             });
+        }
+        match running.next().await {
+            Some(msg) => {
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            None => return,
         }
     }
 }
@@ -1055,12 +1003,13 @@ async fn fetch_adaptive(
     w: Window,
     today: NaiveDate,
     calls: &mut u32,
+    held: &mut Option<crate::extract::Reservation>,
 ) -> Result<(RecordBatch, bool), FetchError> {
     let mut stack = vec![w];
     let mut parts = Vec::new();
     let mut delay = false;
     while let Some(w) = stack.pop() {
-        match ex.fetch(client, r, w, today, calls).await {
+        match ex.fetch_held(client, r, w, today, calls, held).await {
             Ok(f) => {
                 delay |= f.decoded.is_delay;
                 parts.push(f.decoded.batch);
