@@ -84,16 +84,25 @@ pub fn split(batch: &RecordBatch, p: Partition) -> Result<Vec<(String, RecordBat
     let dates = ref_dates(batch);
     let mut keys: Vec<String> = Vec::new();
     let mut idx: Vec<Vec<u32>> = Vec::new();
+    // Rows come sorted by date: name a partition once per run of equal dates.
+    let mut last: Option<(i32, usize)> = None;
     for i in 0..batch.num_rows() {
-        let v = partition_value(p, from_date32(dates.value(i)));
-        let k = match keys.iter().position(|k| *k == v) {
-            Some(k) => k,
-            None => {
-                keys.push(v);
-                idx.push(Vec::new());
-                keys.len() - 1
+        let d = dates.value(i);
+        let k = match last {
+            Some((ld, k)) if ld == d => k,
+            _ => {
+                let v = partition_value(p, from_date32(d));
+                match keys.iter().position(|k| *k == v) {
+                    Some(k) => k,
+                    None => {
+                        keys.push(v);
+                        idx.push(Vec::new());
+                        keys.len() - 1
+                    }
+                }
             }
         };
+        last = Some((d, k));
         idx[k].push(i as u32);
     }
     if keys.len() == 1 {
