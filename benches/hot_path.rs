@@ -9,6 +9,10 @@
 //! `cargo bench --bench hot_path`; `make bench` also collects the results into
 //! target/bench-report.json.
 
+/// The allocator the `wxcube` binary runs with (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
