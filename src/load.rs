@@ -598,11 +598,21 @@ enum Spool {
 
 impl std::io::Write for Spool {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // No usable temp folder only costs memory (and is not tried again).
+        static NO_TEMP: AtomicBool = AtomicBool::new(false);
         if let Spool::Memory(v) = self {
-            if v.len() + buf.len() > SPOOL_BYTES {
-                let mut f = tempfile::tempfile()?;
-                f.write_all(v)?;
-                *self = Spool::File(f);
+            if v.len() + buf.len() > SPOOL_BYTES && !NO_TEMP.load(Ordering::Relaxed) {
+                match tempfile::tempfile() {
+                    Ok(mut f) => {
+                        f.write_all(v)?;
+                        *self = Spool::File(f);
+                    }
+                    Err(e) => {
+                        NO_TEMP.store(true, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "no temporary file for partitions being written; keeping them in memory");
+                    }
+                }
             }
         }
         match self {
