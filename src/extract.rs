@@ -288,7 +288,8 @@ impl Default for InFlight {
 }
 
 impl InFlight {
-    /// KiB to reserve for a window of this report: the largest recently seen, decaying.
+    /// KiB to reserve for a window of this report: the largest recently observed, decaying;
+    /// at most a quarter of the budget, so one huge report cannot run alone.
     pub fn expected_kib(&self, r: &Report) -> u32 {
         let kib = self
             .expected
@@ -296,7 +297,7 @@ impl InFlight {
             .ok()
             .and_then(|m| m.get(r.id).copied())
             .unwrap_or(256);
-        kib.clamp(1, IN_FLIGHT_BYTES >> 10) as u32
+        kib.clamp(1, IN_FLIGHT_BYTES >> 12) as u32
     }
 
     /// Waits for a window's share.

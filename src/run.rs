@@ -889,6 +889,9 @@ async fn commit_with_retry(
     }
 }
 
+/// How far (in windows, plan order) an account may run ahead of its oldest unfinished one.
+const LOOKAHEAD: usize = 32;
+
 /// Fetches one account's windows, `max_in_flight` at a time, in plan order.
 #[allow(clippy::too_many_arguments)]
 async fn account_worker(
@@ -905,11 +908,25 @@ async fn account_worker(
         Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
     let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
     let any_stop = Arc::new(AtomicBool::new(false));
-    let mut queue = jobs.into_iter();
+    let mut queue = jobs.into_iter().enumerate().peekable();
     let mut running = FuturesUnordered::new();
+    // Windows started and not yet handed on. None starts more than LOOKAHEAD windows after
+    // the oldest: a window stuck in retries cannot make the loader hold the rest of its
+    // partition (everything after it waits for it there).
+    let mut unfinished = std::collections::BTreeSet::new();
+    let lookahead = LOOKAHEAD.max(max_in_flight);
     loop {
         while running.len() < max_in_flight.max(1) {
-            let Some((ti, r, w)) = queue.next() else {
+            let Some(&(idx, _)) = queue.peek() else {
+                break;
+            };
+            if unfinished
+                .first()
+                .is_some_and(|&oldest| idx >= oldest + lookahead)
+            {
+                break;
+            }
+            let Some((idx, (ti, r, w))) = queue.next() else {
                 break;
             };
             let (ex, client, stopped, account_stop, any_stop) = (
@@ -919,7 +936,7 @@ async fn account_worker(
                 Arc::clone(&account_stop),
                 Arc::clone(&any_stop),
             );
-            running.push(async move {
+            let job = async move {
                 let stop_now = || -> Option<Outcome> {
                     if !any_stop.load(Ordering::Relaxed) {
                         return None;
@@ -927,16 +944,29 @@ async fn account_worker(
                     if let Some(m) = account_stop.lock().ok().and_then(|g| g.clone()) {
                         return Some(Outcome::Failed(m, 0));
                     }
-                    stopped[ti].lock().ok().and_then(|g| g.clone()).map(|m| Outcome::Deferred(m, 0))
+                    stopped[ti]
+                        .lock()
+                        .ok()
+                        .and_then(|g| g.clone())
+                        .map(|m| Outcome::Deferred(m, 0))
                 };
                 if let Some(o) = stop_now() {
-                    return Msg { task: ti, window: w, outcome: o, stop: None, _permit: None };
+                    return Msg {
+                        task: ti,
+                        window: w,
+                        outcome: o,
+                        stop: None,
+                        _permit: None,
+                    };
                 }
                 let mut calls = 0u32;
                 let mut stop = None;
                 let mut held = None;
-                let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls, &mut held).await {
+                let outcome = match fetch_adaptive(&ex, &client, r, w, today, &mut calls, &mut held)
+                    .await
+                {
                     Ok((batch, is_delay)) => {
+                        // Twice the decoded size: the body and the rows coexist while decoding.
                         ex.budget.observe(r, batch.get_array_memory_size() >> 9);
                         // Sorted here, in parallel, so the loader only appends.
                         let batch = if catalog::replaced_by_key(r) {
@@ -945,15 +975,29 @@ async fn account_worker(
                             load::sort(r, &within(&batch, &w, r, &client.name))
                         };
                         match batch {
-                            Ok(batch) => Outcome::Done { batch, is_delay, calls },
-                            Err(e) => Outcome::Failed(format!("{} for account {}: sorting the rows: {e}", r.id, client.name), calls),
+                            Ok(batch) => Outcome::Done {
+                                batch,
+                                is_delay,
+                                calls,
+                            },
+                            Err(e) => Outcome::Failed(
+                                format!(
+                                    "{} for account {}: sorting the rows: {e}",
+                                    r.id, client.name
+                                ),
+                                calls,
+                            ),
                         }
                     }
                     Err(e) => {
                         let msg = describe(&e, r, &client.name);
                         match &e {
                             FetchError::Quota | FetchError::Retired => {
-                                stop = Some(if matches!(e, FetchError::Quota) { StopKind::Quota } else { StopKind::Retired });
+                                stop = Some(if matches!(e, FetchError::Quota) {
+                                    StopKind::Quota
+                                } else {
+                                    StopKind::Retired
+                                });
                                 if let Ok(mut g) = stopped[ti].lock() {
                                     g.get_or_insert(msg.clone());
                                 }
@@ -981,11 +1025,20 @@ async fn account_worker(
                     }
                 };
                 // Calls made by a window that failed still count against the daily budget.
-                Msg { task: ti, window: w, outcome, stop, _permit: held }
-            });
+                Msg {
+                    task: ti,
+                    window: w,
+                    outcome,
+                    stop,
+                    _permit: held,
+                }
+            };
+            unfinished.insert(idx);
+            running.push(async move { (idx, job.await) });
         }
         match running.next().await {
-            Some(msg) => {
+            Some((idx, msg)) => {
+                unfinished.remove(&idx);
                 if tx.send(msg).await.is_err() {
                     return;
                 }
