@@ -400,6 +400,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let mut jobs: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
     let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
+    // Calls already counted against the daily budget by the state writes: the last write of
+    // a task usually counts them all, so the closing bookkeeping needs no write of its own.
+    let mut calls_recorded = vec![0u64; plan.tasks.len()];
     let mut fetching = true;
     let mut stops: Vec<Option<(StopKind, String)>> = vec![None; plan.tasks.len()];
     while fetching || !jobs.is_empty() {
@@ -616,16 +619,21 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         if !state_busy[task] && !states_pending[task].is_empty() {
                             state_busy[task] = true;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry));
+                            let calls = reports[task].calls - calls_recorded[task];
+                            calls_recorded[task] += calls;
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
                         }
                     }
-                    Done::State { task, result } => {
+                    Done::State { task, calls, result } => {
                         state_busy[task] = false;
                         if let Err(e) = result {
+                            calls_recorded[task] -= calls;
                             fatal.get_or_insert(format!("writing state: {e}"));
                         } else if !states_pending[task].is_empty() {
                             state_busy[task] = true;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry));
+                            let calls = reports[task].calls - calls_recorded[task];
+                            calls_recorded[task] += calls;
+                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
                         }
                     }
                 }
@@ -661,7 +669,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 }),
                 None => None,
             };
-            let calls = rep.calls as u32;
+            // Calls not yet counted by a state write of the run.
+            let calls = (rep.calls - calls_recorded[i]) as u32;
             if calls == 0 && stop.is_none() {
                 continue;
             }
@@ -835,10 +844,13 @@ enum Done {
     },
     State {
         task: usize,
+        /// Calls counted against the daily budget by this write.
+        calls: u64,
         result: Result<(), StoreError>,
     },
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_state(
     store: Arc<Store>,
     task: usize,
@@ -847,13 +859,18 @@ async fn write_state(
     done: Vec<(Window, bool)>,
     ready: NaiveDate,
     retry: RetryPolicy,
+    (today, calls): (NaiveDate, u64),
 ) -> Done {
     let now = Utc::now();
     let jitter = crate::extract::Jitter::new(0x57a7e);
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        match state::update(&store, report, &account, |st| st.record(&done, ready, now)).await {
+        let f = |st: &mut ReportState| {
+            st.record(&done, ready, now);
+            st.count_calls(today, calls as u32);
+        };
+        match state::update(&store, report, &account, f).await {
             Err(e) if e.is_retryable() && attempt < retry.attempts => {
                 tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying");
                 tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
@@ -861,7 +878,11 @@ async fn write_state(
             r => break r.map(|_| ()),
         }
     };
-    Done::State { task, result }
+    Done::State {
+        task,
+        calls,
+        result,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
