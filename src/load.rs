@@ -116,10 +116,9 @@ pub fn split(batch: &RecordBatch, p: Partition) -> Result<Vec<(String, RecordBat
     Ok(out)
 }
 
-/// How wxcube writes Parquet: dictionaries for text columns only (labels, titles and
-/// ids repeat; numbers rarely do, and a dictionary stays in memory until the row group
-/// closes), small pages (a partition being streamed holds its pages compressed, so only a
-/// page per column is uncompressed), and row groups closed past [`ROW_GROUP_BYTES`].
+/// How wxcube writes Parquet: dictionaries for text columns only (labels, titles and ids
+/// repeat; numbers rarely do, and their dictionaries cost CPU and stay in memory until the
+/// row group closes), 64 KB pages, zstd level 1. Row groups are sized by [`PartStream`].
 pub fn writer_props(schema: &arrow::datatypes::Schema, c: Compression) -> WriterProperties {
     let comp = match c {
         Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
