@@ -230,13 +230,7 @@ pub async fn commit_fresh(
     let (fresh_keyed, fresh_keys) = if by_key {
         let mut batches = Vec::with_capacity(fresh.len());
         for f in fresh {
-            let runs = f.runs(report).map_err(|e| match e {
-                MergeError::Parquet(source) => LoadError::Parquet {
-                    path: store.describe(&rel),
-                    source,
-                },
-                MergeError::Arrow(a) => LoadError::Arrow(a),
-            })?;
+            let runs = f.runs(report).map_err(|e| e.at(store.describe(&rel)))?;
             batches.extend(runs.into_iter().map(|(_, b)| b));
         }
         let all = concat_batches(&target, &batches)?;
@@ -309,13 +303,7 @@ pub async fn commit_fresh(
         }
         let fresh_for_merge: &[Fresh] = if by_key { &[] } else { fresh };
         let (bytes, rows) = merge_encode(report, &target, parts, fresh_for_merge, compression)
-            .map_err(|e| match e {
-                MergeError::Parquet(source) => LoadError::Parquet {
-                    path: store.describe(&rel),
-                    source,
-                },
-                MergeError::Arrow(a) => LoadError::Arrow(a),
-            })?;
+            .map_err(|e| e.at(store.describe(&rel)))?;
         let n = bytes.len();
         match store.write(&rel, bytes, &tag).await {
             Ok(()) => return Ok(Committed { rows, bytes: n }),
@@ -394,14 +382,8 @@ pub async fn drop_keys(
         if dropped == 0 {
             return Ok(0);
         }
-        let (bytes, _) =
-            merge_encode(report, &target, kept, &[], compression).map_err(|e| match e {
-                MergeError::Parquet(source) => LoadError::Parquet {
-                    path: store.describe(&rel),
-                    source,
-                },
-                MergeError::Arrow(a) => LoadError::Arrow(a),
-            })?;
+        let (bytes, _) = merge_encode(report, &target, kept, &[], compression)
+            .map_err(|e| e.at(store.describe(&rel)))?;
         match store.write(&rel, bytes, &tag).await {
             Ok(()) => return Ok(dropped),
             Err(StoreError::Conflict { .. }) => continue,
@@ -430,6 +412,16 @@ fn dedupe_by_key(
 enum MergeError {
     Parquet(parquet::errors::ParquetError),
     Arrow(arrow::error::ArrowError),
+}
+
+impl MergeError {
+    /// The error of writing the file at `path`.
+    fn at(self, path: String) -> LoadError {
+        match self {
+            MergeError::Parquet(source) => LoadError::Parquet { path, source },
+            MergeError::Arrow(a) => LoadError::Arrow(a),
+        }
+    }
 }
 
 impl From<arrow::error::ArrowError> for MergeError {

@@ -582,7 +582,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         continue;
                     }
                 };
-                match done {
+                // The task whose state may need a write now (none after a failed one).
+                let next_state = match done {
                     Done::Commit { task, part, windows, rows, files, result } => {
                         let tr = &mut trackers[task];
                         let rep = &mut reports[task];
@@ -617,25 +618,26 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                 rep.failed.extend(windows.iter().copied());
                             }
                         }
-                        if !state_busy[task] && !states_pending[task].is_empty() {
-                            state_busy[task] = true;
-                            let calls = reports[task].calls - calls_recorded[task];
-                            calls_recorded[task] += calls;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
-                        }
+                        Some(task)
                     }
                     Done::State { task, calls, result } => {
                         state_busy[task] = false;
-                        if let Err(e) = result {
-                            calls_recorded[task] -= calls;
-                            fatal.get_or_insert(format!("writing state: {e}"));
-                        } else if !states_pending[task].is_empty() {
-                            state_busy[task] = true;
-                            let calls = reports[task].calls - calls_recorded[task];
-                            calls_recorded[task] += calls;
-                            jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
+                        match result {
+                            Ok(()) => Some(task),
+                            Err(e) => {
+                                calls_recorded[task] -= calls;
+                                fatal.get_or_insert(format!("writing state: {e}"));
+                                None
+                            }
                         }
                     }
+                };
+                // One state write per task at a time, carrying every window committed since.
+                if let Some(task) = next_state.filter(|&t| !state_busy[t] && !states_pending[t].is_empty()) {
+                    state_busy[task] = true;
+                    let calls = reports[task].calls - calls_recorded[task];
+                    calls_recorded[task] += calls;
+                    jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
                 }
             }
         }
