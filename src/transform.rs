@@ -740,8 +740,50 @@ mod fast {
         l.usable.then_some(l)
     }
 
-    fn find(level: &[FieldMap], key: &str) -> Option<usize> {
-        level.iter().position(|f| f.name == key)
+    /// The field `key` names. Objects repeat their key order row after row, so the field
+    /// after the last one found is tried first.
+    fn find(level: &[FieldMap], key: &[u8], next: &mut usize) -> Option<usize> {
+        let i = match level.get(*next) {
+            Some(f) if f.name.as_bytes() == key => *next,
+            _ => level.iter().position(|f| f.name.as_bytes() == key)?,
+        };
+        *next = i + 1;
+        Some(i)
+    }
+
+    /// An object key as raw bytes: serde_json then skips the UTF-8 check a `&str` costs.
+    /// A key with escapes cannot be borrowed: the reference decoder takes the body.
+    struct KeySeed;
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = &'de [u8];
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<&'de [u8], D::Error> {
+            d.deserialize_bytes(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeySeed {
+        type Value = &'de [u8];
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object key")
+        }
+        fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
+            Ok(v)
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<&'de [u8], E> {
+            Ok(v.as_bytes())
+        }
+    }
+
+    fn next_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<&'de [u8]>, A::Error> {
+        map.next_key_seed(KeySeed)
+    }
+
+    /// Skips the value of a key no column reads. The key is checked as the reference
+    /// decoder would (known keys are ASCII), so both reject the same bodies.
+    fn skip<'de, A: MapAccess<'de>>(map: &mut A, key: &[u8]) -> Result<(), A::Error> {
+        std::str::from_utf8(key).map_err(|_| bail(Bail))?;
+        map.next_value::<IgnoredAny>().map(|_| ())
     }
 
     /// A JSON scalar as read; arrays and objects are never scalars here.
@@ -932,6 +974,8 @@ mod fast {
         detail_vals: Vec<Option<Scalar<'de>>>,
         response_vals: Vec<Option<Scalar<'de>>>,
         is_delay: Option<Scalar<'de>>,
+        /// `find` hints, one per level.
+        next: [usize; 4],
     }
 
     impl<'de> State<'de> {
@@ -1022,24 +1066,24 @@ mod fast {
             let mut keys = 0usize;
             let mut have_list = false;
             let mut seen_resp = 0u64;
-            while let Some(key) = map.next_key::<&'de str>()? {
+            while let Some(key) = next_key(&mut map)? {
                 keys += 1;
                 match key {
-                    "list" => {
+                    b"list" => {
                         if have_list {
                             return Err(bail(Bail));
                         }
                         have_list = true;
                         map.next_value_seed(ListItems(&mut *st))?;
                     }
-                    "errcode" => {
+                    b"errcode" => {
                         // Anything but a plain 0 is for the reference decoder to judge.
                         match map.next_value_seed(ScalarSeed)? {
                             Scalar::U64(0) | Scalar::I64(0) => {}
                             _ => return Err(bail(Bail)),
                         }
                     }
-                    "base_resp" => {
+                    b"base_resp" => {
                         let v: serde_json::Value = map.next_value()?;
                         let ret = v.get("ret").map(|r| r.as_i64() == Some(0));
                         if ret != Some(true) && !v.is_null() {
@@ -1047,8 +1091,8 @@ mod fast {
                         }
                     }
                     _ => {
-                        let resp = find(&st.layout.response, key);
-                        if key == "is_delay" || resp.is_some() {
+                        let resp = find(&st.layout.response, key, &mut st.next[3]);
+                        if key == b"is_delay" || resp.is_some() {
                             let v = map.next_value_seed(ScalarSeed)?;
                             if let Some(i) = resp {
                                 if seen_resp & (1 << i) != 0 {
@@ -1057,14 +1101,14 @@ mod fast {
                                 seen_resp |= 1 << i;
                                 st.response_vals[i] = Some(v.clone());
                             }
-                            if key == "is_delay" {
+                            if key == b"is_delay" {
                                 if st.is_delay.is_some() {
                                     return Err(bail(Bail));
                                 }
                                 st.is_delay = Some(v);
                             }
                         } else {
-                            map.next_value::<IgnoredAny>()?;
+                            skip(&mut map, key)?;
                         }
                     }
                 }
@@ -1128,8 +1172,8 @@ mod fast {
                 st.item_vals.iter_mut().for_each(|v| *v = None);
                 st.detail_vals.iter_mut().for_each(|v| *v = None);
             }
-            while let Some(key) = map.next_key::<&'de str>()? {
-                if let Some(i) = find(&l.item, key) {
+            while let Some(key) = next_key(&mut map)? {
+                if let Some(i) = find(&l.item, key, &mut st.next[0]) {
                     if fields & (1 << i) != 0 {
                         return Err(bail(Bail));
                     }
@@ -1139,7 +1183,7 @@ mod fast {
                     let r = st.field(&mut map, &l.item[i], &mut seen, keep);
                     st.item_vals = vals;
                     r?;
-                } else if key == "detail" && !l.detail.is_empty() {
+                } else if key == b"detail" && !l.detail.is_empty() {
                     if have_detail {
                         return Err(bail(Bail));
                     }
@@ -1148,13 +1192,13 @@ mod fast {
                         st: &mut *st,
                         seen: &mut seen,
                     })?;
-                } else if Some(key) == l.flatten {
+                } else if Some(key) == l.flatten.map(str::as_bytes) {
                     if nested.is_some() {
                         return Err(bail(Bail));
                     }
                     nested = Some(map.next_value_seed(Nested(&mut *st))?);
                 } else {
-                    map.next_value::<IgnoredAny>()?;
+                    skip(&mut map, key)?;
                 }
             }
             if flat {
@@ -1195,8 +1239,8 @@ mod fast {
             let l = st.layout;
             let flat = l.flatten.is_some();
             let mut fields = 0u64;
-            while let Some(key) = map.next_key::<&'de str>()? {
-                match find(&l.detail, key) {
+            while let Some(key) = next_key(&mut map)? {
+                match find(&l.detail, key, &mut st.next[1]) {
                     Some(i) => {
                         if fields & (1 << i) != 0 {
                             return Err(bail(Bail));
@@ -1208,9 +1252,7 @@ mod fast {
                         st.detail_vals = vals;
                         r?;
                     }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    None => skip(&mut map, key)?,
                 }
             }
             Ok(())
@@ -1263,8 +1305,8 @@ mod fast {
             let l = st.layout;
             let mut seen = 0u64;
             let mut fields = 0u64;
-            while let Some(key) = map.next_key::<&'de str>()? {
-                match find(&l.nested, key) {
+            while let Some(key) = next_key(&mut map)? {
+                match find(&l.nested, key, &mut st.next[2]) {
                     Some(i) => {
                         if fields & (1 << i) != 0 {
                             return Err(bail(Bail));
@@ -1272,9 +1314,7 @@ mod fast {
                         fields |= 1 << i;
                         st.field(&mut map, &l.nested[i], &mut seen, None)?;
                     }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    None => skip(&mut map, key)?,
                 }
             }
             st.fill_missing(l.nested_cols, seen).map_err(bail)
@@ -1361,18 +1401,18 @@ mod fast {
             f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (ka, kb) = match self.0 {
-                Kind::ReadSources => ("user_count", "scene_desc"),
-                _ => ("position", "rate"),
+            let (ka, kb): (&[u8], &[u8]) = match self.0 {
+                Kind::ReadSources => (b"user_count", b"scene_desc"),
+                _ => (b"position", b"rate"),
             };
             let (mut a, mut b) = (None, None);
-            while let Some(key) = map.next_key::<&'de str>()? {
+            while let Some(key) = next_key(&mut map)? {
                 let slot = if key == ka {
                     &mut a
                 } else if key == kb {
                     &mut b
                 } else {
-                    map.next_value::<IgnoredAny>()?;
+                    skip(&mut map, key)?;
                     continue;
                 };
                 if slot.is_some() {
@@ -1415,6 +1455,7 @@ mod fast {
             detail_vals: vec![None; layout.detail.len()],
             response_vals: vec![None; layout.response.len()],
             is_delay: None,
+            next: [0; 4],
         };
         let mut de = serde_json::Deserializer::from_slice(body);
         de::Deserializer::deserialize_map(&mut de, Top(&mut st)).ok()?;
@@ -1694,5 +1735,22 @@ mod tests {
             );
             agree(r, body);
         }
+        // Keys are matched as bytes: one with escapes, or an unknown one that is not
+        // UTF-8, is still judged as the reference judges it.
+        let bad_key: &[u8] = b"{\"list\":[{\"ref_date\":\"2024-05-20\",\"user_source\":1,\"new_user\":1,\"cancel_user\":0,\"\xff\":1}]}";
+        let escaped = br#"{"list":[{"ref_\u0064ate":"2024-05-20","user_source":1,"new_user":1,"cancel_user":0}]}"#;
+        for body in [bad_key, escaped] {
+            assert!(fast::decode(us, body).is_none(), "fast path on {body:?}");
+            let (got, want) = (decode(us, body), decode_reference(us, body));
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => assert_same(&g.batch, &w.batch, "escaped key"),
+                (Err(Err(g)), Err(Err(w))) => assert_eq!(g.to_string(), w.to_string()),
+                _ => panic!("{body:?}: decode gave {got:?}, the reference {want:?}"),
+            }
+        }
+        assert_eq!(
+            decode(us, escaped).map(|d| d.batch.num_rows()).ok(),
+            Some(1)
+        );
     }
 }
