@@ -178,12 +178,9 @@ fn pipeline(s: &Scenario, port: u16, out: &Path) -> String {
     )
 }
 
-/// One run of the client under GNU time.
+/// One run of the client under GNU time, into a folder no earlier run used.
 fn run(bin: &Path, work: &Path, s: &Scenario) -> Res<Value> {
     let dir = work.join(s.name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let sim = Sim::start(bin, s)?;
     let yaml = dir.join("pipeline.yaml");
@@ -451,7 +448,13 @@ fn main() {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target"));
-    let work = target.join("bench-e2e");
+    // Outputs are deleted only after every scenario is measured: on ext4 without a
+    // journal (this machine's disk), creating a file skips every inode freed in the last
+    // 1-6 minutes, one cache lookup each, so deleting the last run's ~4,000 files just
+    // before a run doubled its kernel time. Leftovers of an interrupted invocation stay
+    // until the next one ends.
+    let all_work = target.join("bench-e2e");
+    let work = all_work.join(format!("{}", std::process::id()));
     let mut runs = Vec::new();
     let mut failed = false;
     for s in scenarios() {
@@ -497,6 +500,9 @@ fn main() {
     }
     print_table(&report);
     println!("\nwritten: {}", path.display());
+    if let Err(e) = std::fs::remove_dir_all(&all_work) {
+        eprintln!("end_to_end: removing {}: {e}", all_work.display());
+    }
     if failed {
         std::process::exit(1);
     }

@@ -19,7 +19,9 @@
 //!   errors for the caller's own backoff, so the two loops do not multiply into minutes.
 //! - Local: object_store's LocalFileSystem neither fsyncs nor supports conditional updates,
 //!   so a write is temp file in the same folder → fsync → rename → fsync of the folder. The
-//!   version check and the rename happen under a short per-object lock (`*.commit.lock`); the
+//!   version check and the rename happen under one short lock for the whole store
+//!   (`commit.lock`, held for a stat and a rename: one lock file per object cost an inode
+//!   per partition, which ext4 without a journal allocates slowly); the
 //!   tag is the file's identity (device, inode, size, mtime), new on every rename. Writers of
 //!   one object may also serialise a whole read-modify-write with `lock()`, so on disk a
 //!   conflict is the exception, not the rule. Locks live under `_wxcube/locks/`.
@@ -387,16 +389,19 @@ impl Store {
         let Store::Local { root } = self else {
             return Ok(None);
         };
-        let path = lock_path(root, rel, "lock");
+        let path = lock_path(root, rel);
         tokio::task::spawn_blocking(move || lock_file(&path).map(Some))
             .await
             .map_err(joined("lock", rel))?
     }
 }
 
-fn lock_path(root: &FsPath, rel: &str, kind: &str) -> PathBuf {
+/// Serialises every local commit's version check and rename, across processes.
+const COMMIT_LOCK: &str = "_wxcube/locks/commit.lock";
+
+fn lock_path(root: &FsPath, rel: &str) -> PathBuf {
     root.join("_wxcube/locks")
-        .join(format!("{}.{kind}", rel.replace('/', "~")))
+        .join(format!("{}.lock", rel.replace('/', "~")))
 }
 
 fn lock_file(path: &FsPath) -> Result<std::fs::File, StoreError> {
@@ -484,7 +489,7 @@ fn write_local(
         drop(f);
         {
             // Check and swap under one lock; held only for a stat and a rename.
-            let _guard = lock_file(&lock_path(root, rel, "commit.lock"))?;
+            let _guard = lock_file(&root.join(COMMIT_LOCK))?;
             if let Some(want) = &want {
                 if current_version(&path)? != want.0 {
                     return Err(StoreError::Conflict {
