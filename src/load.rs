@@ -51,7 +51,7 @@ impl LoadError {
 /// The Hive folder of a row date, e.g. `month=2025-01`.
 pub fn partition_value(p: Partition, d: NaiveDate) -> String {
     match p {
-        Partition::Day => format!("date={}", d.format("%Y-%m-%d")),
+        Partition::Day => format!("date={}", crate::dates::fmt(d)),
         Partition::Month => format!("month={:04}-{:02}", d.year(), d.month()),
         Partition::Year => format!("year={:04}", d.year()),
     }
