@@ -9,9 +9,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use std::cmp::Ordering;
+
+use arrow::array::{make_array, AsArray, BooleanArray, MutableArrayData, RecordBatch};
 use arrow::compute::{
-    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+    LexicographicalComparator, SortColumn,
 };
 use arrow::datatypes::Date32Type;
 use bytes::Bytes;
@@ -166,7 +169,8 @@ pub fn decode_file(bytes: Bytes) -> Result<Vec<RecordBatch>, parquet::errors::Pa
 
 /// Sorts rows by the report's natural key.
 pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadError> {
-    if batch.num_rows() < 2 {
+    let n = batch.num_rows();
+    if n < 2 {
         return Ok(batch.clone());
     }
     let cols: Vec<SortColumn> = report
@@ -178,17 +182,80 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
             options: None,
         })
         .collect();
-    let ix = lexsort_to_indices(&cols, None)?;
-    // WeChat mostly answers in key order already: then there is nothing to move.
-    if ix
-        .values()
-        .iter()
-        .enumerate()
-        .all(|(i, &v)| v as usize == i)
-    {
+    let cmp = LexicographicalComparator::try_new(&cols)?;
+    // Rows often come in a few stretches already in key order (an article's days are
+    // one): merge the stretches and copy whole segments, instead of sorting and moving
+    // every row. Rows in no useful order get the full sort.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for i in 1..n {
+        if cmp.compare(i - 1, i) == Ordering::Greater {
+            runs.push((start, i));
+            start = i;
+            if runs.len() > MAX_RUNS || runs.len() * 8 > n {
+                let ix = lexsort_to_indices(&cols, None)?;
+                return Ok(take_record_batch(batch, &ix)?);
+            }
+        }
+    }
+    runs.push((start, n));
+    if runs.len() == 1 {
         return Ok(batch.clone());
     }
-    Ok(take_record_batch(batch, &ix)?)
+    let segments = merge_runs(&cmp, &mut runs);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            let mut out = MutableArrayData::new(vec![&data], false, n);
+            for &(a, b) in &segments {
+                out.try_extend(0, a, b)?;
+            }
+            Ok(make_array(out.freeze()))
+        })
+        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Most ascending stretches `sort` merges rather than sorting rows.
+const MAX_RUNS: usize = 64;
+
+/// Merges ascending runs into the segments (row ranges of the input) that, copied in
+/// order, are the rows in key order. Each segment is as long as its run stays at or below
+/// every other run's next row.
+fn merge_runs(cmp: &LexicographicalComparator, runs: &mut [(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut segments = Vec::new();
+    loop {
+        let mut first: Option<usize> = None;
+        let mut second: Option<usize> = None;
+        for r in 0..runs.len() {
+            if runs[r].0 == runs[r].1 {
+                continue;
+            }
+            match first {
+                Some(f) if cmp.compare(runs[r].0, runs[f].0) != Ordering::Less => {
+                    if second.is_none_or(|s| cmp.compare(runs[r].0, runs[s].0) == Ordering::Less) {
+                        second = Some(r);
+                    }
+                }
+                _ => {
+                    second = first;
+                    first = Some(r);
+                }
+            }
+        }
+        let Some(f) = first else {
+            return segments;
+        };
+        let (a, b) = runs[f];
+        let mut end = a + 1;
+        while end < b && second.is_none_or(|s| cmp.compare(end, runs[s].0) != Ordering::Greater) {
+            end += 1;
+        }
+        runs[f].0 = end;
+        segments.push((a, end));
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -753,6 +820,62 @@ mod tests {
         Window {
             begin: parse(a).unwrap(),
             end: parse(b).unwrap(),
+        }
+    }
+
+    /// `sort` on rows in many orders (already sorted, reversed, shuffled, stretches of
+    /// sorted rows shuffled as blocks) gives what the full sort gives, nested columns too.
+    #[test]
+    fn sort_merges_sorted_stretches_like_a_full_sort() {
+        let r = catalog::find("article_total_detail").unwrap();
+        let cfg = crate::sim::SimConfig {
+            articles_per_day: 20,
+            ..Default::default()
+        };
+        let today = parse("2026-03-02").unwrap();
+        let mut parts = Vec::new();
+        for day in ["2026-02-01", "2026-02-02", "2026-02-20"] {
+            let d = parse(day).unwrap();
+            let body = crate::sim::respond(&cfg, today, r, "wx0123456789abcdef", d, d);
+            parts.push(decode(r, body.to_string().as_bytes()).unwrap().batch);
+        }
+        let all = concat_batches(&parts[0].schema(), &parts).unwrap();
+        let key = |b: &RecordBatch| -> Vec<SortColumn> {
+            r.key
+                .iter()
+                .map(|k| SortColumn {
+                    values: Arc::clone(b.column_by_name(k).unwrap()),
+                    options: None,
+                })
+                .collect()
+        };
+        let want = take_record_batch(&all, &lexsort_to_indices(&key(&all), None).unwrap()).unwrap();
+        let n = want.num_rows() as u32;
+        assert!(n > 500, "{n} rows");
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |m: u32| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % u64::from(m)) as u32
+        };
+        let mut orders: Vec<Vec<u32>> = vec![(0..n).collect(), (0..n).rev().collect()];
+        for blocks in [2, 5, 40, 300, n] {
+            // Cut the sorted rows into `blocks` stretches and shuffle the stretches.
+            let mut cuts: Vec<u32> = (0..blocks - 1).map(|_| 1 + next(n - 1)).collect();
+            cuts.extend([0, n]);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut stretches: Vec<(u32, u32)> = cuts.windows(2).map(|c| (c[0], c[1])).collect();
+            for i in (1..stretches.len()).rev() {
+                stretches.swap(i, next(i as u32 + 1) as usize);
+            }
+            orders.push(stretches.iter().flat_map(|&(a, b)| a..b).collect());
+        }
+        for order in orders {
+            let shuffled =
+                take_record_batch(&want, &arrow::array::UInt32Array::from(order)).unwrap();
+            assert_eq!(sort(r, &shuffled).unwrap(), want);
         }
     }
 
