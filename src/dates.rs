@@ -65,12 +65,16 @@ pub fn fmt(d: NaiveDate) -> String {
 }
 
 pub fn parse(s: &str) -> Option<NaiveDate> {
-    if s.len() != 10 {
+    parse_bytes(s.as_bytes())
+}
+
+/// `parse` on bytes not yet known to be UTF-8 (anything that is not cannot be a date).
+pub fn parse_bytes(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 {
         return None;
     }
     // The form every answer uses, without chrono's format interpreter (a decoder hot
     // spot); anything else gets chrono's own rules.
-    let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| {
         b[r].iter().try_fold(0u32, |n, c| {
             c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
@@ -81,7 +85,7 @@ pub fn parse(s: &str) -> Option<NaiveDate> {
             return NaiveDate::from_ymd_opt(y as i32, m, d);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(std::str::from_utf8(b).ok()?, "%Y-%m-%d").ok()
 }
 
 pub fn is_monday(d: NaiveDate) -> bool {

@@ -649,6 +649,8 @@ mod fast {
         cols: Vec<usize>,
         /// Feeds one List<Struct> column, streamed element by element.
         list: bool,
+        /// Feeds date columns only: read as bytes, no UTF-8 check.
+        date: bool,
     }
 
     /// Where each column's value sits in a response, per JSON level.
@@ -665,16 +667,20 @@ mod fast {
         usable: bool,
     }
 
-    fn add(level: &mut Vec<FieldMap>, name: &'static str, col: usize, list: bool) {
+    fn add(level: &mut Vec<FieldMap>, name: &'static str, col: usize, kind: Kind) {
+        let list = matches!(kind, Kind::ReadSources | Kind::JumpPositions);
+        let date = matches!(kind, Kind::Date);
         match level.iter_mut().find(|f| f.name == name) {
             Some(f) => {
                 f.cols.push(col);
                 f.list |= list;
+                f.date &= date;
             }
             None => level.push(FieldMap {
                 name,
                 cols: vec![col],
                 list,
+                date,
             }),
         }
     }
@@ -697,21 +703,20 @@ mod fast {
             return l;
         }
         for (i, c) in report.columns.iter().enumerate() {
-            let list = matches!(c.kind, Kind::ReadSources | Kind::JumpPositions);
             match c.src {
                 Src::Item(f) => {
-                    add(&mut l.item, f, i, list);
+                    add(&mut l.item, f, i, c.kind);
                     l.item_cols |= 1 << i;
                 }
                 Src::Detail(f) => {
-                    add(&mut l.detail, f, i, list);
+                    add(&mut l.detail, f, i, c.kind);
                     l.item_cols |= 1 << i;
                 }
                 Src::Nested(f) => {
-                    add(&mut l.nested, f, i, list);
+                    add(&mut l.nested, f, i, c.kind);
                     l.nested_cols |= 1 << i;
                 }
-                Src::Response(f) => add(&mut l.response, f, i, list),
+                Src::Response(f) => add(&mut l.response, f, i, c.kind),
             }
         }
         let flatten_items_with_lists =
@@ -795,6 +800,8 @@ mod fast {
         I64(i64),
         F64(f64),
         Str(Cow<'de, str>),
+        /// A string for a date column, not checked for UTF-8 (a date is ASCII or invalid).
+        Raw(&'de [u8]),
     }
 
     /// Same rules as the reference `as_i64` on the `Value` the scalar would parse into.
@@ -806,7 +813,7 @@ mod fast {
                 .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                 .map(|f| f as i64),
             Scalar::Str(s) => s.trim().parse().ok(),
-            Scalar::Null | Scalar::Bool(_) => None,
+            Scalar::Null | Scalar::Bool(_) | Scalar::Raw(_) => None,
         }
     }
 
@@ -816,7 +823,7 @@ mod fast {
             Scalar::I64(i) => Some(*i as f64),
             Scalar::F64(f) => Some(*f),
             Scalar::Str(s) => s.trim().parse().ok(),
-            Scalar::Null | Scalar::Bool(_) => None,
+            Scalar::Null | Scalar::Bool(_) | Scalar::Raw(_) => None,
         }
     }
 
@@ -870,6 +877,30 @@ mod fast {
         }
     }
 
+    /// A date column's value: a string as raw bytes, or null.
+    struct DateSeed;
+
+    impl<'de> DeserializeSeed<'de> for DateSeed {
+        type Value = Scalar<'de>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for DateSeed {
+        type Value = Scalar<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a date string or null")
+        }
+        fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
+            Ok(Scalar::Null)
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
+            // Escaped (not borrowable) or not a string: the reference decoder decides.
+            KeySeed.deserialize(d).map(Scalar::Raw)
+        }
+    }
+
     /// The last date string parsed for a column: rows of a response share few dates.
     #[derive(Default)]
     struct DateMemo {
@@ -878,17 +909,17 @@ mod fast {
     }
 
     impl DateMemo {
-        fn get(&mut self, s: &str) -> Result<i32, Bail> {
+        fn get(&mut self, s: &[u8]) -> Result<i32, Bail> {
+            // A date is 10 bytes; a fixed-size compare is inline, unlike a slice's memcmp.
+            let text = <[u8; 10]>::try_from(s).map_err(|_| Bail)?;
             if let Some(v) = self.value {
-                if s.as_bytes() == self.text {
+                if text == self.text {
                     return Ok(v);
                 }
             }
-            let v = date32(crate::dates::parse(s).ok_or(Bail)?);
-            if let Ok(t) = <[u8; 10]>::try_from(s.as_bytes()) {
-                self.text = t;
-                self.value = Some(v);
-            }
+            let v = date32(crate::dates::parse_bytes(s).ok_or(Bail)?);
+            self.text = text;
+            self.value = Some(v);
             Ok(v)
         }
     }
@@ -907,7 +938,8 @@ mod fast {
     fn push(b: &mut Builder, col: &Col, v: &Scalar, memo: &mut DateMemo) -> Result<(), Bail> {
         match (b, col.kind) {
             (Builder::Date(b), _) => match v {
-                Scalar::Str(s) => b.append_value(memo.get(s)?),
+                Scalar::Str(s) => b.append_value(memo.get(s.as_bytes())?),
+                Scalar::Raw(s) => b.append_value(memo.get(s)?),
                 _ => return Err(Bail),
             },
             (Builder::I64(b), _) => b.append_value(sc_i64(v).ok_or(Bail)?),
@@ -998,7 +1030,11 @@ mod fast {
                 }
                 return Ok(());
             }
-            let v = map.next_value_seed(ScalarSeed)?;
+            let v = if fm.date {
+                map.next_value_seed(DateSeed)?
+            } else {
+                map.next_value_seed(ScalarSeed)?
+            };
             if matches!(v, Scalar::Null) {
                 return Ok(());
             }
@@ -1427,9 +1463,10 @@ mod fast {
         }
     }
 
-    /// Rows a body of this size probably holds, to size the builders once.
+    /// Rows a body of this size probably holds, to size the builders once. Rather too many
+    /// than too few: growing a builder copies it and doubles its room anyway.
     fn capacity(report: &Report, body: &[u8]) -> usize {
-        let per_row = 20 * report.columns.len().max(1);
+        let per_row = 12 * report.columns.len().max(1);
         (body.len() / per_row).clamp(8, 1 << 20)
     }
 
@@ -1739,7 +1776,10 @@ mod tests {
         // UTF-8, is still judged as the reference judges it.
         let bad_key: &[u8] = b"{\"list\":[{\"ref_date\":\"2024-05-20\",\"user_source\":1,\"new_user\":1,\"cancel_user\":0,\"\xff\":1}]}";
         let escaped = br#"{"list":[{"ref_\u0064ate":"2024-05-20","user_source":1,"new_user":1,"cancel_user":0}]}"#;
-        for body in [bad_key, escaped] {
+        // Dates are read as bytes too.
+        let bad_date: &[u8] = b"{\"list\":[{\"ref_date\":\"2024-05-2\xff\",\"user_source\":1,\"new_user\":1,\"cancel_user\":0}]}";
+        let escaped_date = br#"{"list":[{"ref_date":"2024\u002d05-20","user_source":1,"new_user":1,"cancel_user":0}]}"#;
+        for body in [bad_key, escaped, bad_date, escaped_date] {
             assert!(fast::decode(us, body).is_none(), "fast path on {body:?}");
             let (got, want) = (decode(us, body), decode_reference(us, body));
             match (&got, &want) {
@@ -1748,9 +1788,8 @@ mod tests {
                 _ => panic!("{body:?}: decode gave {got:?}, the reference {want:?}"),
             }
         }
-        assert_eq!(
-            decode(us, escaped).map(|d| d.batch.num_rows()).ok(),
-            Some(1)
-        );
+        for body in [escaped, escaped_date] {
+            assert_eq!(decode(us, body).map(|d| d.batch.num_rows()).ok(), Some(1));
+        }
     }
 }
