@@ -27,14 +27,16 @@ use wxcube::pipeline::Compression;
 use wxcube::sim::{self, SimConfig};
 use wxcube::transform;
 
-/// (family, report): one report of each response shape.
-const FAMILIES: [(&str, &str); 6] = [
+/// (family, report): one report of each response shape, and every hourly report.
+const FAMILIES: [(&str, &str); 8] = [
     ("user", "user_summary"),
     ("article_new", "article_read"),
     ("article_new", "article_total_detail"),
     ("message_hour", "upstream_msg_hour"),
     ("interface_hour", "interface_summary_hour"),
     ("legacy_article_total", "article_total"),
+    ("legacy_hour", "user_read_hour"),
+    ("legacy_hour", "user_share_hour"),
 ];
 
 const APP: &str = "wxbench000000001";
