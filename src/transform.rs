@@ -745,14 +745,69 @@ mod fast {
         l.usable.then_some(l)
     }
 
-    /// The field `key` names. Objects repeat their key order row after row, so the field
-    /// after the last one found is tried first.
-    fn find(level: &[FieldMap], key: &[u8], next: &mut usize) -> Option<usize> {
-        let i = match level.get(*next) {
-            Some(f) if f.name.as_bytes() == key => *next,
-            _ => level.iter().position(|f| f.name.as_bytes() == key)?,
+    /// Which field follows which in a level's objects, as last seen. The objects of a
+    /// response repeat one key order (whatever order the server uses), also when rows leave
+    /// fields out, so the guess is nearly always right.
+    #[derive(Clone, Copy)]
+    struct Hint {
+        prev: usize,
+        follow: [u8; MAX_COLS + 1],
+    }
+
+    /// `prev` before an object's first key.
+    const START: usize = MAX_COLS;
+
+    impl Hint {
+        fn new() -> Hint {
+            let mut follow = [0u8; MAX_COLS + 1];
+            for (i, f) in follow.iter_mut().enumerate().take(MAX_COLS) {
+                *f = (i + 1) as u8;
+            }
+            follow[START] = 0;
+            Hint {
+                prev: START,
+                follow,
+            }
+        }
+    }
+
+    /// Equal keys, without a `memcmp` call: field names are short.
+    fn same(a: &[u8], b: &[u8]) -> bool {
+        let n = a.len();
+        if n != b.len() {
+            return false;
+        }
+        let word = |s: &[u8], at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[at..at + 8]);
+            u64::from_ne_bytes(w)
         };
-        *next = i + 1;
+        if n < 8 {
+            return a.iter().zip(b).all(|(x, y)| x == y);
+        }
+        let mut at = 0;
+        while at + 8 < n {
+            if word(a, at) != word(b, at) {
+                return false;
+            }
+            at += 8;
+        }
+        // The last 8 bytes, overlapping what was compared already.
+        word(a, n - 8) == word(b, n - 8)
+    }
+
+    /// The field `key` names: the one that followed the previous key last time, else a scan.
+    fn find(level: &[FieldMap], key: &[u8], hint: &mut Hint) -> Option<usize> {
+        let guess = usize::from(hint.follow[hint.prev]);
+        let i = match level.get(guess) {
+            Some(f) if same(f.name.as_bytes(), key) => guess,
+            _ => {
+                let i = level.iter().position(|f| same(f.name.as_bytes(), key))?;
+                hint.follow[hint.prev] = i as u8;
+                i
+            }
+        };
+        hint.prev = i;
         Some(i)
     }
 
@@ -874,6 +929,69 @@ mod fast {
         }
         fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
             Ok(Scalar::Null)
+        }
+    }
+
+    /// The value of a field that feeds one column, appended as it is read: an integer into
+    /// an integer column directly, anything else through `push` (the same conversions).
+    /// True if a value was appended, false for null.
+    struct ColSeed<'a> {
+        b: &'a mut Builder,
+        col: &'static Col,
+        memo: &'a mut DateMemo,
+    }
+
+    impl ColSeed<'_> {
+        fn put<E: de::Error>(self, v: Scalar) -> Result<bool, E> {
+            push(self.b, self.col, &v, self.memo).map_err(bail)?;
+            Ok(true)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for ColSeed<'_> {
+        type Value = bool;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ColSeed<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON scalar")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+            match (&mut *self.b, i64::try_from(v)) {
+                (Builder::I64(b), Ok(x)) => {
+                    b.append_value(x);
+                    Ok(true)
+                }
+                _ => self.put(Scalar::U64(v)),
+            }
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+            match &mut *self.b {
+                Builder::I64(b) => {
+                    b.append_value(v);
+                    Ok(true)
+                }
+                _ => self.put(Scalar::I64(v)),
+            }
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            self.put(Scalar::Bool(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+            self.put(Scalar::F64(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            self.put(Scalar::Str(Cow::Borrowed(v)))
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_none<E>(self) -> Result<bool, E> {
+            Ok(false)
         }
     }
 
@@ -1006,8 +1124,8 @@ mod fast {
         detail_vals: Vec<Option<Scalar<'de>>>,
         response_vals: Vec<Option<Scalar<'de>>>,
         is_delay: Option<Scalar<'de>>,
-        /// `find` hints, one per level.
-        next: [usize; 4],
+        /// `find` hints, one per level: item, detail, nested, response.
+        hints: [Hint; 4],
     }
 
     impl<'de> State<'de> {
@@ -1026,6 +1144,18 @@ mod fast {
                 };
                 let kind = self.cols[c].kind;
                 if map.next_value_seed(ListSeed { b, kind })? {
+                    *seen |= 1 << c;
+                }
+                return Ok(());
+            }
+            if let ([c], None, false) = (fm.cols.as_slice(), &keep, fm.date) {
+                let c = *c;
+                let seed = ColSeed {
+                    b: &mut self.builders[c],
+                    col: &self.cols[c],
+                    memo: &mut self.memos[c],
+                };
+                if map.next_value_seed(seed)? {
                     *seen |= 1 << c;
                 }
                 return Ok(());
@@ -1127,7 +1257,7 @@ mod fast {
                         }
                     }
                     _ => {
-                        let resp = find(&st.layout.response, key, &mut st.next[3]);
+                        let resp = find(&st.layout.response, key, &mut st.hints[3]);
                         if key == b"is_delay" || resp.is_some() {
                             let v = map.next_value_seed(ScalarSeed)?;
                             if let Some(i) = resp {
@@ -1208,17 +1338,21 @@ mod fast {
                 st.item_vals.iter_mut().for_each(|v| *v = None);
                 st.detail_vals.iter_mut().for_each(|v| *v = None);
             }
+            st.hints[0].prev = START;
             while let Some(key) = next_key(&mut map)? {
-                if let Some(i) = find(&l.item, key, &mut st.next[0]) {
+                if let Some(i) = find(&l.item, key, &mut st.hints[0]) {
                     if fields & (1 << i) != 0 {
                         return Err(bail(Bail));
                     }
                     fields |= 1 << i;
-                    let mut vals = std::mem::take(&mut st.item_vals);
-                    let keep = if flat { Some(&mut vals[i]) } else { None };
-                    let r = st.field(&mut map, &l.item[i], &mut seen, keep);
-                    st.item_vals = vals;
-                    r?;
+                    if flat {
+                        let mut vals = std::mem::take(&mut st.item_vals);
+                        let r = st.field(&mut map, &l.item[i], &mut seen, Some(&mut vals[i]));
+                        st.item_vals = vals;
+                        r?;
+                    } else {
+                        st.field(&mut map, &l.item[i], &mut seen, None)?;
+                    }
                 } else if key == b"detail" && !l.detail.is_empty() {
                     if have_detail {
                         return Err(bail(Bail));
@@ -1275,8 +1409,9 @@ mod fast {
             let l = st.layout;
             let flat = l.flatten.is_some();
             let mut fields = 0u64;
+            st.hints[1].prev = START;
             while let Some(key) = next_key(&mut map)? {
-                match find(&l.detail, key, &mut st.next[1]) {
+                match find(&l.detail, key, &mut st.hints[1]) {
                     Some(i) => {
                         if fields & (1 << i) != 0 {
                             return Err(bail(Bail));
@@ -1341,8 +1476,9 @@ mod fast {
             let l = st.layout;
             let mut seen = 0u64;
             let mut fields = 0u64;
+            st.hints[2].prev = START;
             while let Some(key) = next_key(&mut map)? {
-                match find(&l.nested, key, &mut st.next[2]) {
+                match find(&l.nested, key, &mut st.hints[2]) {
                     Some(i) => {
                         if fields & (1 << i) != 0 {
                             return Err(bail(Bail));
@@ -1492,7 +1628,7 @@ mod fast {
             detail_vals: vec![None; layout.detail.len()],
             response_vals: vec![None; layout.response.len()],
             is_delay: None,
-            next: [0; 4],
+            hints: [Hint::new(); 4],
         };
         let mut de = serde_json::Deserializer::from_slice(body);
         de::Deserializer::deserialize_map(&mut de, Top(&mut st)).ok()?;
@@ -1521,6 +1657,33 @@ mod fast {
 
     fn report_cols(report: &Report) -> Option<&'static [Col]> {
         REPORTS.get(catalogue_index(report)?).map(|r| r.columns)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn same_is_slice_equality() {
+            let words: Vec<Vec<u8>> = (0..24)
+                .flat_map(|n| {
+                    let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                    let mut v = vec![base.clone()];
+                    for at in 0..n {
+                        let mut w = base.clone();
+                        w[at] ^= 1;
+                        v.push(w);
+                    }
+                    v
+                })
+                .collect();
+            let mut equal = 0;
+            for a in &words {
+                for b in &words {
+                    assert_eq!(super::same(a, b), a == b, "{a:?} {b:?}");
+                    equal += usize::from(a == b);
+                }
+            }
+            assert!(equal >= words.len());
+        }
     }
 }
 
@@ -1679,6 +1842,77 @@ mod tests {
             }
         }
         assert!(delayed > 0, "no is_delay response was compared");
+    }
+
+    /// Items whose keys come in a different order each (some rows in one order, then
+    /// another, then shuffled, fields left out), in every level: the key-order guess must
+    /// only ever save time.
+    #[test]
+    fn key_order_changing_between_rows_decodes_as_the_reference() {
+        use serde_json::Value;
+        let cfg: crate::sim::SimConfig =
+            serde_json::from_str(r#"{"seed":5,"articles_per_day":4}"#).unwrap();
+        let today = crate::dates::parse("2026-01-20").unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        // Written out by hand: `serde_json::Map` keeps its keys sorted.
+        fn reorder(v: &Value, row: usize, rnd: &mut dyn FnMut(usize) -> usize) -> String {
+            match v {
+                Value::Object(m) => {
+                    let mut keys: Vec<&String> = m.keys().collect();
+                    match row % 3 {
+                        0 => keys.reverse(),
+                        1 => {}
+                        _ => {
+                            for i in (1..keys.len()).rev() {
+                                keys.swap(i, rnd(i + 1));
+                            }
+                        }
+                    }
+                    let fields: Vec<String> = keys
+                        .into_iter()
+                        .map(|k| {
+                            format!("{}:{}", Value::from(k.as_str()), reorder(&m[k], row, rnd))
+                        })
+                        .collect();
+                    format!("{{{}}}", fields.join(","))
+                }
+                Value::Array(a) => {
+                    let items: Vec<String> = a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| reorder(x, row / 4 + i, rnd))
+                        .collect();
+                    format!("[{}]", items.join(","))
+                }
+                other => other.to_string(),
+            }
+        }
+        let mut compared = 0;
+        for id in [
+            "user_read_hour",
+            "article_total_detail",
+            "article_read",
+            "user_summary",
+        ] {
+            let r = catalog::find(id).unwrap();
+            let span = chrono::Duration::days(i64::from(r.span) - 1);
+            let end = today.pred_opt().unwrap();
+            let v = crate::sim::respond(&cfg, today, r, "wxfast0000000003", end - span, end);
+            let body = reorder(&v, 0, &mut rnd);
+            let fast = fast::decode(r, body.as_bytes())
+                .unwrap_or_else(|| panic!("{id}: the fast path gave up on reordered keys"));
+            let slow = decode_reference(r, body.as_bytes()).unwrap();
+            assert_same(&fast.batch, &slow.batch, id);
+            assert!(fast.batch.num_rows() > 0, "{id}: no rows");
+            compared += 1;
+        }
+        assert_eq!(compared, 4);
     }
 
     #[test]
