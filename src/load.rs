@@ -7,9 +7,8 @@
 //! give the same file. A partition that does not exist yet skips all of that: the run
 //! streamed its windows, in date order, into the very file to commit ([`PartStream`]).
 
-use std::sync::Arc;
-
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use arrow::array::{make_array, AsArray, BooleanArray, MutableArrayData, RecordBatch};
 use arrow::compute::{
