@@ -260,8 +260,9 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
     Ok(out)
 }
 
-/// Measured figures of one scenario's runs: the median of each, every sample kept under
-/// `samples`; calls over planned is the worst of them.
+/// Measured figures of one scenario's runs: the median of each (taken separately, so user +
+/// sys need not add up to the median CPU), every sample kept under `samples`; calls over
+/// planned and the exit code are the worst of them.
 fn median_of(mut samples: Vec<Value>) -> Value {
     const MEDIAN: [&str; 8] = [
         "wall_s",
@@ -280,8 +281,11 @@ fn median_of(mut samples: Vec<Value>) -> Value {
     for k in MEDIAN {
         let mut v: Vec<f64> = samples.iter().filter_map(|r| r[k].as_f64()).collect();
         v.sort_by(f64::total_cmp);
-        if !v.is_empty() {
-            out[k] = json!(v[v.len() / 2]);
+        let m = v.len() / 2;
+        match v.len() {
+            0 => {}
+            n if n % 2 == 1 => out[k] = json!(v[m]),
+            _ => out[k] = json!((v[m - 1] + v[m]) / 2.0),
         }
     }
     let worst = samples
@@ -289,6 +293,9 @@ fn median_of(mut samples: Vec<Value>) -> Value {
         .filter_map(|r| r["calls_over_planned"].as_f64())
         .fold(0.0, f64::max);
     out["calls_over_planned"] = json!(worst);
+    if let Some(bad) = samples.iter().find(|r| r["exit_code"] != json!(0)) {
+        out["exit_code"] = bad["exit_code"].clone();
+    }
     out["samples"] = Value::Array(samples);
     out
 }

@@ -157,9 +157,9 @@ pub fn writer_props(schema: &arrow::datatypes::Schema, c: Compression) -> Writer
 }
 
 /// Decoded rows a partition being written gathers before it encodes them as a row group.
-/// Every open partition may hold this much, and a long run keeps its partitions open until
-/// they are full months: 1 MiB made the 365-day run peak 4-5 MB (7%) above 512 KiB, for
-/// files 2.6% smaller (`make bench` full_365, median of 3).
+/// Every open partition may hold this much (and the window that crossed it), and a long run
+/// keeps its partitions open until they are full months: 1 MiB made the 365-day run peak
+/// 4-5 MB (7%) above 512 KiB, for files 2.6% smaller (`make bench` full_365, median of 3).
 pub const ROW_GROUP_BYTES: usize = 512 << 10;
 
 pub fn encode(batch: &RecordBatch, c: Compression) -> Result<Bytes, parquet::errors::ParquetError> {

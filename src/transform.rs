@@ -1663,7 +1663,7 @@ mod fast {
     mod tests {
         #[test]
         fn same_is_slice_equality() {
-            let words: Vec<Vec<u8>> = (0..24)
+            let words: Vec<Vec<u8>> = (0..=24)
                 .flat_map(|n| {
                     let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
                     let mut v = vec![base.clone()];
@@ -1844,8 +1844,8 @@ mod tests {
         assert!(delayed > 0, "no is_delay response was compared");
     }
 
-    /// Items whose keys come in a different order each (some rows in one order, then
-    /// another, then shuffled, fields left out), in every level: the key-order guess must
+    /// Items whose keys come in a different order each (reversed, as sent, shuffled), in
+    /// every level, on bodies where some rows leave fields out: the key-order guess must
     /// only ever save time.
     #[test]
     fn key_order_changing_between_rows_decodes_as_the_reference() {
