@@ -22,8 +22,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::catalog::{self, Report};
+use crate::changes;
 use crate::dates::Clock;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
+use crate::lease::{self, Leases};
 use crate::load::{self, partitions_of, split};
 use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan, Window};
@@ -36,6 +38,10 @@ pub struct Options {
     pub accounts: Option<Vec<String>>,
     pub reports: Option<Vec<&'static Report>>,
     pub full_refresh: bool,
+    /// `--shard K/N`: only the accounts of that shard.
+    pub shard: Option<crate::shard::Shard>,
+    /// Lease length and how long to wait for another run's lease.
+    pub lease: lease::Config,
     pub retry: Option<RetryPolicy>,
     /// Told about progress as the run goes (progress bars, tests).
     pub observer: Option<Arc<dyn Observer>>,
@@ -125,6 +131,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub tasks: Vec<TaskReport>,
+    /// Every partition the run committed (also in the change log, `_wxcube/changes/`).
+    #[serde(default)]
+    pub changes: Vec<changes::Change>,
 }
 
 /// Resolves `--accounts` / `--reports` against the pipeline.
@@ -132,7 +141,7 @@ pub fn select(
     p: &Pipeline,
     opts: &Options,
 ) -> Result<(Vec<usize>, Vec<&'static Report>), RunError> {
-    let accounts = match &opts.accounts {
+    let mut accounts: Vec<usize> = match &opts.accounts {
         None => (0..p.accounts.len()).collect(),
         Some(names) => {
             let mut out = Vec::new();
@@ -153,6 +162,9 @@ pub fn select(
             out
         }
     };
+    if let Some(s) = opts.shard {
+        accounts.retain(|&i| s.holds(&p.accounts[i].name));
+    }
     let reports = opts.reports.clone().unwrap_or_else(|| p.reports.clone());
     Ok((accounts, reports))
 }
@@ -264,7 +276,30 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         std::process::id()
     );
     let store = Arc::new(Store::open(&p.output.uri)?);
-    let (plan, states) = make_plan(p, &clock, opts, &store).await?;
+    // Leases before the plan: it then reads state that no other run is changing.
+    let (accounts, _) = select(p, opts)?;
+    let names: Vec<String> = accounts
+        .iter()
+        .map(|&i| p.accounts[i].name.clone())
+        .collect();
+    let holder = lease::Holder::this_process(&run_id);
+    let mut leases = Leases::acquire(Arc::clone(&store), &names, holder, opts.lease).await?;
+    let result = run_leased(p, clock, opts, (started, run_id), store, &leases).await;
+    leases.release_all().await;
+    result
+}
+
+async fn run_leased(
+    p: &Pipeline,
+    clock: Clock,
+    opts: &Options,
+    (started, run_id): (Instant, String),
+    store: Arc<Store>,
+    leases: &Leases,
+) -> Result<RunReport, RunError> {
+    let (mut plan, states) = make_plan(p, &clock, opts, &store).await?;
+    skip_leased(&mut plan, leases).await;
+    let log = changes::Log::new(Arc::clone(&store), &run_id);
     let today = plan.today;
 
     let mut sim = None;
@@ -282,9 +317,13 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     };
     let retry = opts.retry.unwrap_or_default();
     let seed = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    // A per-process limit: N shards share it out (README "Running many accounts").
+    let global_rps = match opts.shard {
+        Some(s) => (p.limits.global_requests_per_second / s.n).max(1),
+        None => p.limits.global_requests_per_second,
+    };
     let ex = Arc::new(
-        Extractor::new(p.limits.global_requests_per_second, retry, seed)
-            .map_err(|e| RunError::Setup(e.to_string()))?,
+        Extractor::new(global_rps, retry, seed).map_err(|e| RunError::Setup(e.to_string()))?,
     );
     if let Some(o) = &opts.observer {
         o.started(&plan, Arc::clone(&ex.counters));
@@ -301,7 +340,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 None
             } else {
                 let st = states.get(&(t.account_name.clone(), t.report));
+                let leased = leases.busy.get(&t.account_name);
                 Some(match st.and_then(|s| s.active_stop(today)) {
+                    _ if leased.is_some() => leased.map(|l| l.busy_message()).unwrap_or_default(),
                     Some(s) => s.message.clone(),
                     None => format!(
                         "daily budget of {} calls reached",
@@ -386,7 +427,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             ntasks,
             p.limits.max_in_flight as usize,
             today,
-            tx.clone(),
+            (tx.clone(), leases.watch(&acct.name)),
         )));
     }
     drop(tx);
@@ -510,7 +551,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             continue;
                         }
                     };
-                    let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
+                    let (store, slots, retry, log) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry, Arc::clone(&log));
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
                     let partition = p.output.partition;
                     // Waiting for a slot here (not inside the task) is the backpressure that
@@ -521,7 +562,15 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         let n: u64 = rows.iter().map(|b| b.rows() as u64).sum::<u64>()
                             + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
+                            // The change record first: a crash after the commit still leaves it.
+                            let batch = match log.begin(report.id, &account, std::slice::from_ref(&part)).await {
+                                Ok(b) => b,
+                                Err(e) => return Done::Commit { task, part, windows, rows: n, files: 1, result: Err(e.into()) },
+                            };
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
+                            if let Ok(c) = &result {
+                                log.finish(batch, &[(part.clone(), c.clone())]).await;
+                            }
                             return Done::Commit { task, part, windows, rows: n, files: 1, result };
                         }
                         // Rows replaced by key land in the partitions of their own dates.
@@ -540,11 +589,30 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         let mut total = load::Committed::default();
                         let files = by_part.len();
                         let by_part_names: Vec<String> = by_part.keys().cloned().collect();
+                        let prefix = format!("{}/account={account}/", report.id);
+                        let existing = match store.list(&prefix).await {
+                            Ok(l) => l,
+                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
+                        };
+                        let existing: Vec<String> = existing
+                            .iter()
+                            .filter(|f| f.ends_with("/data.parquet"))
+                            .map(|f| f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string())
+                            .collect();
+                        // Every partition the pass may rewrite, recorded before it starts.
+                        let mut touched = by_part_names.clone();
+                        touched.extend(existing.iter().filter(|p| !by_part_names.contains(p)).cloned());
+                        let batch = match log.begin(report.id, &account, &touched).await {
+                            Ok(b) => b,
+                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
+                        };
+                        let mut changed = Vec::new();
                         for (pv, batches) in by_part {
                             match commit_with_retry(&store, report, &account, &pv, &[], &batches, compression, &retry).await {
                                 Ok(c) => {
                                     total.rows += c.rows;
                                     total.bytes += c.bytes;
+                                    changed.push((pv, c));
                                 }
                                 Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
                             }
@@ -555,21 +623,14 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             Ok(k) => k,
                             Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
                         };
-                        let written: Vec<String> = by_part_names;
-                        let prefix = format!("{}/account={account}/", report.id);
-                        let existing = match store.list(&prefix).await {
-                            Ok(l) => l,
-                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
-                        };
-                        for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
-                            let pv = f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string();
-                            if written.contains(&pv) {
-                                continue;
-                            }
-                            if let Err(e) = load::drop_keys(&store, report, &account, &pv, &keys, compression).await {
-                                return Done::Commit { task, part, windows, rows: n, files, result: Err(e) };
+                        for pv in existing.into_iter().filter(|p| !by_part_names.contains(p)) {
+                            match load::drop_keys_committed(&store, report, &account, &pv, &keys, compression).await {
+                                Ok((_, Some(c))) => changed.push((pv, c)),
+                                Ok((_, None)) => {}
+                                Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
                             }
                         }
+                        log.finish(batch, &changed).await;
                         Done::Commit { task, part, windows, rows: n, files, result: Ok(total) }
                     });
                 }
@@ -731,19 +792,39 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         exit_code,
         error: fatal,
         tasks: reports,
+        changes: log.take(),
     };
     if let Some(o) = &opts.observer {
         o.finished(&report);
     }
-    if report.error.is_none() {
-        let rel = format!("_wxcube/runs/{}.json", report.run_id);
-        if let Ok(json) = serde_json::to_vec_pretty(&report) {
-            if let Err(e) = store.overwrite(&rel, bytes::Bytes::from(json)).await {
-                tracing::warn!(error = %e, "could not write the run report");
-            }
+    // Failed runs too: `wxcube status` shows each task's last run and its exit code.
+    let rel = format!("_wxcube/runs/{}.json", report.run_id);
+    if let Ok(json) = serde_json::to_vec_pretty(&report) {
+        if let Err(e) = store.overwrite(&rel, bytes::Bytes::from(json)).await {
+            tracing::warn!(error = %e, "could not write the run report");
         }
     }
     Ok(report)
+}
+
+/// Accounts another run holds are deferred whole; those with nothing to fetch are let go.
+async fn skip_leased(plan: &mut Plan, leases: &Leases) {
+    let mut busy_or_idle: BTreeMap<String, bool> = BTreeMap::new();
+    for t in &mut plan.tasks {
+        if leases.busy.contains_key(&t.account_name) {
+            let mut all = std::mem::take(&mut t.windows);
+            all.append(&mut t.deferred);
+            t.deferred = all;
+        }
+        let idle = busy_or_idle.entry(t.account_name.clone()).or_insert(true);
+        *idle &= t.windows.is_empty();
+    }
+    let idle: Vec<String> = busy_or_idle
+        .into_iter()
+        .filter(|(_, idle)| *idle)
+        .map(|(a, _)| a)
+        .collect();
+    leases.release(&idle).await;
 }
 
 /// Keeps only rows whose `ref_date` lies in the window fetched: a row outside it would
@@ -924,7 +1005,7 @@ async fn account_worker(
     ntasks: usize,
     max_in_flight: usize,
     today: NaiveDate,
-    tx: mpsc::Sender<Msg>,
+    (tx, lease): (mpsc::Sender<Msg>, lease::Watch),
 ) {
     // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
     let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
@@ -952,15 +1033,20 @@ async fn account_worker(
             let Some((idx, (ti, r, w))) = queue.next() else {
                 break;
             };
-            let (ex, client, stopped, account_stop, any_stop) = (
+            let (ex, client, stopped, account_stop, any_stop, lease) = (
                 Arc::clone(&ex),
                 Arc::clone(&client),
                 Arc::clone(&stopped),
                 Arc::clone(&account_stop),
                 Arc::clone(&any_stop),
+                lease.clone(),
             );
             let job = async move {
                 let stop_now = || -> Option<Outcome> {
+                    // Another run took the account over: call WeChat no more for it.
+                    if let Some(m) = lease.lost() {
+                        return Some(Outcome::Failed(m, 0));
+                    }
                     if !any_stop.load(Ordering::Relaxed) {
                         return None;
                     }
