@@ -192,7 +192,8 @@ async fn try_take(
 
 impl Leases {
     /// Takes the leases of `accounts`, waiting up to `cfg.wait` (all accounts at once) for
-    /// live ones to end; those still held elsewhere then are in `busy`.
+    /// live ones to end; those still held elsewhere then are in `busy`. While it waits it
+    /// holds none of them (see below), so two waiting runs cannot block each other.
     pub async fn acquire(
         store: Arc<Store>,
         accounts: &[String],
@@ -203,28 +204,28 @@ impl Leases {
         let poll = (cfg.length / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut held = BTreeMap::new();
         let mut busy = BTreeMap::new();
-        let mut pending: Vec<String> = accounts.to_vec();
         let mut failure = None;
+        let mut jitter = u64::from(std::process::id()) | 1;
         loop {
-            let tries: Vec<(String, Result<Try, StoreError>)> = stream::iter(pending.drain(..))
-                .map(|a| {
-                    let (store, holder) = (&store, &holder);
-                    async move {
-                        let r = try_take(store, &a, holder, cfg.length).await;
-                        (a, r)
-                    }
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .collect()
-                .await;
+            let tries: Vec<(String, Result<Try, StoreError>)> =
+                stream::iter(accounts.iter().cloned())
+                    .map(|a| {
+                        let (store, holder) = (&store, &holder);
+                        async move {
+                            let r = try_take(store, &a, holder, cfg.length).await;
+                            (a, r)
+                        }
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .collect()
+                    .await;
+            busy.clear();
             for (a, r) in tries {
                 match r {
                     Ok(Try::Held(h)) => {
-                        busy.remove(&a);
                         held.insert(a, h);
                     }
                     Ok(Try::Busy(doc)) => {
-                        pending.push(a.clone());
                         busy.insert(a, doc);
                     }
                     Err(e) => {
@@ -233,22 +234,28 @@ impl Leases {
                 }
             }
             let now = tokio::time::Instant::now();
-            if failure.is_some() || pending.is_empty() || now >= deadline {
+            if failure.is_some() || busy.is_empty() || now >= deadline {
                 break;
             }
-            // Wake at the next poll, or just after the earliest expiry, within the wait.
+            // Never hold some while waiting for others: two runs that each took half would
+            // wait for each other. Let go, and try them all again a little later (jittered,
+            // so two such runs do not keep splitting the accounts).
+            release_docs(&store, std::mem::take(&mut held).into_values().collect()).await;
             let utc = Utc::now();
             let first_expiry = busy
                 .values()
                 .map(|d| (d.expires_at - utc).to_std().unwrap_or_default())
                 .min()
                 .unwrap_or(poll);
-            let nap = poll
+            jitter ^= jitter << 13;
+            jitter ^= jitter >> 7;
+            jitter ^= jitter << 17;
+            let spread = poll.mul_f64(0.5 + (jitter % 1000) as f64 / 1000.0);
+            let nap = spread
                 .min(first_expiry + Duration::from_millis(50))
-                .min(deadline - now);
+                .min(deadline.saturating_duration_since(now));
             tokio::time::sleep(nap).await;
         }
-        pending.sort();
         let mut leases = Leases {
             store,
             cfg,
