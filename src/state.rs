@@ -143,6 +143,14 @@ impl ReportState {
         self.set_marks(m);
     }
 
+    /// Unmarks the dates `begin..=end` (their rows are gone): the next run covering them
+    /// fetches them again.
+    pub fn forget(&mut self, begin: NaiveDate, end: NaiveDate) {
+        let mut m = self.marks();
+        m.retain(|d, _| *d < begin || *d > end);
+        self.set_marks(m);
+    }
+
     pub fn count_calls(&mut self, today: NaiveDate, n: u32) {
         if self.calls.day != Some(today) {
             self.calls = Calls {
@@ -286,5 +294,35 @@ mod tests {
         assert!(!l.finals.contains(&d("2025-01-11")), "provisional");
         let u = catalog::find("user_summary").unwrap();
         assert_eq!(st.loaded(u, d("2025-01-11")).finals.len(), 10);
+    }
+
+    #[test]
+    fn forget_unmarks_only_those_dates() {
+        let mut st = ReportState::new("user_summary", "a");
+        let w = |a: &str, b: &str| Window {
+            begin: d(a),
+            end: d(b),
+        };
+        st.record(
+            &[(w("2025-01-20", "2025-03-10"), false)],
+            d("2025-03-10"),
+            Utc::now(),
+        );
+        st.forget(d("2025-02-01"), d("2025-02-28"));
+        let days = |st: &ReportState| {
+            st.loaded
+                .iter()
+                .map(|r| (r.begin, r.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            days(&st),
+            vec![
+                (d("2025-01-20"), d("2025-01-31")),
+                (d("2025-03-01"), d("2025-03-10"))
+            ]
+        );
+        st.forget(d("2024-01-01"), d("2024-12-31"));
+        assert_eq!(days(&st).len(), 2, "dates never loaded: nothing changes");
     }
 }
