@@ -654,6 +654,16 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     tr.open.remove(&l.window);
                                 }
                             }
+                            // A file that cannot merge was moved aside: that task fails, not the run.
+                            Err(e @ load::LoadError::Quarantined { .. }) => {
+                                // Each file named: another reason may already be there.
+                                let r = rep.reason.get_or_insert_with(String::new);
+                                if !r.is_empty() {
+                                    r.push_str("; ");
+                                }
+                                r.push_str(&e.to_string());
+                                rep.failed.extend(windows.iter().copied());
+                            }
                             Err(e) => {
                                 tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
                                 fatal.get_or_insert(format!(
