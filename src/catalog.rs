@@ -233,7 +233,44 @@ pub struct Report {
     pub replacement: Option<&'static str>,
 }
 
+/// WeChat's API permission sets (reference §1.1): 48001/50001 withhold one of them, never
+/// an account's whole API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    User,
+    Article,
+    Message,
+    Interface,
+    Publisher,
+}
+
+impl Permission {
+    /// What the account's owner (or the third-party platform) must grant.
+    pub fn grant(&self) -> &'static str {
+        match self {
+            Permission::User => "user analysis (用户分析; third-party platforms: permission set 2, user management)",
+            Permission::Article => "article analysis (图文分析; third-party platforms: permission set 7, mass-send and notification)",
+            Permission::Message => "message analysis (消息分析; third-party platforms: permission set 1, message management)",
+            Permission::Interface => "interface analysis (接口分析; third-party platforms: permission set 3, account service)",
+            Permission::Publisher => "publisher (流量主) data: the account must be an ad publisher",
+        }
+    }
+}
+
 impl Report {
+    /// The permission set WeChat checks for this report.
+    pub fn permission(&self) -> Permission {
+        if self.status == Status::Publisher {
+            return Permission::Publisher;
+        }
+        match self.path.trim_start_matches("/datacube/get") {
+            p if p.starts_with("usersummary") || p.starts_with("usercumulate") => Permission::User,
+            p if p.starts_with("upstreammsg") => Permission::Message,
+            p if p.starts_with("interfacesummary") => Permission::Interface,
+            _ => Permission::Article,
+        }
+    }
+
     pub fn first_day(&self) -> NaiveDate {
         let (y, m, d) = self.first_day;
         NaiveDate::from_ymd_opt(y, m, d).expect("catalogue first day is a valid date")

@@ -45,14 +45,20 @@ pub fn config_hint(errcode: i64) -> Option<&'static str> {
         40243 => "the AppSecret is frozen by the account owner",
         41002 => "app_id is missing",
         41004 => "app_secret is missing",
-        48001 => "the account is not authorised for this API (datacube needs a verified account; third-party platforms need the permission set)",
         48004 => "the API is banned for this account",
-        50001 => "the account has not granted this API to the caller",
         50002 => "the account is restricted",
         61023 => "the authorizer refresh token is invalid: re-authorise the account",
         89501 | 89503 | 89506 | 89507 => "WeChat asks the account admin to confirm this caller's IP",
         _ => return None,
     })
+}
+
+fn permission_hint(errcode: i64) -> &'static str {
+    if errcode == 50001 {
+        "the account has not granted this API to the caller"
+    } else {
+        "the account is not authorised for this API (datacube needs a verified account; third-party platforms need the permission set)"
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +80,9 @@ pub enum FetchError {
     Range { errmsg: String },
     #[error("errcode {errcode}: {hint}")]
     Config { errcode: i64, hint: &'static str },
+    /// 48001 / 50001: a permission set is not granted; other reports of the account go on.
+    #[error("errcode {errcode}: {}", permission_hint(*.errcode))]
+    Permission { errcode: i64 },
     #[error("errcode {errcode}: {errmsg}")]
     Api { errcode: i64, errmsg: String },
     #[error("unexpected response: {0}")]
@@ -121,6 +130,7 @@ impl FetchError {
             45009 => FetchError::Quota,
             47009 => FetchError::Retired,
             61501 => FetchError::Range { errmsg: e.errmsg },
+            48001 | 50001 => FetchError::Permission { errcode: e.errcode },
             code => match config_hint(code) {
                 Some(hint) => FetchError::Config {
                     errcode: code,
@@ -1138,7 +1148,7 @@ mod tests {
                 errcode: 48001,
                 errmsg: String::new()
             }),
-            FetchError::Config { .. }
+            FetchError::Permission { errcode: 48001 }
         ));
     }
 
