@@ -1162,4 +1162,178 @@ mod tests {
         assert!(b5 >= Duration::from_secs(4) && b5 <= Duration::from_secs(8));
         assert!(p.backoff(30, &j) <= p.max);
     }
+
+    /// A loopback HTTP/1.1 server: `answer(request line, body)` gives (status, extra
+    /// headers, body); every request (line and body) is recorded.
+    struct Fake {
+        port: u16,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    type Answer = (u16, String, Vec<u8>);
+
+    impl Fake {
+        fn start(answer: impl Fn(&str, &str) -> Answer + Send + 'static) -> Fake {
+            use std::io::{BufRead, BufReader, Read, Write};
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut c) = conn else { return };
+                    let mut r = BufReader::new(c.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    if r.read_line(&mut line).is_err() {
+                        continue;
+                    }
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = r.read_exact(&mut body);
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    log.lock().expect("log").push(format!("{}\n{body}", line.trim()));
+                    let (status, headers, out) = answer(line.trim(), &body);
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+                        out.len()
+                    );
+                    let _ = c.write_all(head.as_bytes());
+                    let _ = c.write_all(&out);
+                }
+            });
+            Fake { port, seen }
+        }
+
+        fn url(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().expect("log").clone()
+        }
+    }
+
+    fn ok(body: &str) -> Answer {
+        (200, String::new(), body.as_bytes().to_vec())
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_millis(5),
+            minute_wait: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn account(auth: Auth) -> Account {
+        Account {
+            name: "brand_cn".into(),
+            app_id: "wxtest0000000001".into(),
+            app_secret: Secret::new("the-app-secret"),
+            auth,
+            region: None,
+        }
+    }
+
+    fn window() -> (&'static Report, Window, chrono::NaiveDate) {
+        let d = |s| dates::parse(s).expect("date");
+        let w = Window {
+            begin: d("2026-01-10"),
+            end: d("2026-01-16"),
+        };
+        (crate::catalog::find("user_summary").expect("report"), w, d("2026-01-20"))
+    }
+
+    const TOKEN: &str = r#"{"access_token":"tok-123","expires_in":7200}"#;
+
+    /// A redirect to another host would re-send the secret: it is not followed, and the
+    /// error says so.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let elsewhere = Fake::start(|_, _| ok(TOKEN));
+        let to = format!("{}/cgi-bin/stable_token", elsewhere.url());
+        let front = Fake::start(move |_, _| (302, format!("Location: {to}\r\n"), Vec::new()));
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &front.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("302") && msg.contains("redirect") && msg.contains("127.0.0.1"),
+            "{msg}"
+        );
+        assert!(!msg.contains("the-app-secret"), "{msg}");
+        assert_eq!(front.seen().len(), 1, "a redirect is not retried");
+        assert!(elsewhere.seen().is_empty(), "the other host got nothing");
+    }
+
+    /// A body past its cap is refused (here a token answer of 100 KiB), and the token
+    /// failure is remembered: the next window makes no call at all.
+    #[tokio::test]
+    async fn oversized_bodies_are_refused_and_a_failed_token_source_is_remembered() {
+        let big = format!(r#"{{"access_token":"{}","expires_in":7200}}"#, "a".repeat(100 << 10));
+        let fake = Fake::start(move |_, _| ok(&big));
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let e = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("refused");
+        assert!(
+            matches!(&e, FetchError::TokenSource { kind: "stable_token", cause } if cause.contains("larger than 65536 bytes")),
+            "{e}"
+        );
+        let calls = fake.seen().len();
+        let again = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("remembered");
+        assert!(matches!(again, FetchError::TokenSource { .. }), "{again}");
+        assert_eq!(fake.seen().len(), calls, "no more token attempts");
+    }
+
+    /// 45011 at a token endpoint waits for the next minute and tries again; 45009 there
+    /// fails the token source, never the report's quota.
+    #[tokio::test]
+    async fn token_endpoint_minute_limit_and_quota() {
+        let n = Arc::new(AtomicU64::new(0));
+        let m = Arc::clone(&n);
+        let body = json!({"ref_date": "2026-01-10", "user_source": 0, "new_user": 1, "cancel_user": 0});
+        let data = json!({ "list": [body] }).to_string();
+        let fake = Fake::start(move |line, _| {
+            if line.contains("stable_token") {
+                if m.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return ok(r#"{"errcode":45011,"errmsg":"api minute-quota reach limit"}"#);
+                }
+                return ok(TOKEN);
+            }
+            ok(&data)
+        });
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let f = ex.fetch(&client, r, w, today, &mut 0).await.expect("fetched after 45011");
+        assert_eq!(f.decoded.batch.num_rows(), 1);
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+
+        let fake = Fake::start(|_, _| ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#));
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let e = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("failed");
+        assert!(
+            matches!(&e, FetchError::TokenSource { cause, .. } if cause.contains("45009")),
+            "{e:?}"
+        );
+        assert_eq!(fake.seen().len(), 1, "45009 is not retried");
+    }
 }
