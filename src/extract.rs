@@ -91,7 +91,9 @@ pub enum FetchError {
     Exhausted { attempts: u32, last: String },
     /// The account's token source failed after its own retries; remembered for the run,
     /// so the account's remaining windows fail at once, without calls.
-    #[error("its token source ({kind}) failed: {cause}; its remaining windows are not tried this run")]
+    #[error(
+        "its token source ({kind}) failed: {cause}; its remaining windows are not tried this run"
+    )]
     TokenSource { kind: &'static str, cause: String },
     /// 45009 from a token endpoint: the token source's quota, not the report's.
     #[error("the token endpoint's daily quota is exhausted (errcode 45009): something else fetches tokens for this app too often; it resets at China midnight")]
@@ -625,9 +627,7 @@ impl Extractor {
                 value: access_token.clone(),
                 expires_at: Instant::now() + Duration::from_secs(86_400 * 365),
             }),
-            Auth::Command { command, timeout } => {
-                self.command_token(acct, command, *timeout).await
-            }
+            Auth::Command { command, timeout } => self.command_token(acct, command, *timeout).await,
             Auth::Component {
                 component_appid,
                 component_appsecret,
@@ -1202,7 +1202,9 @@ mod tests {
                     let mut body = vec![0; len];
                     let _ = r.read_exact(&mut body);
                     let body = String::from_utf8_lossy(&body).into_owned();
-                    log.lock().expect("log").push(format!("{}\n{body}", line.trim()));
+                    log.lock()
+                        .expect("log")
+                        .push(format!("{}\n{body}", line.trim()));
                     let (status, headers, out) = answer(line.trim(), &body);
                     let head = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
@@ -1253,7 +1255,11 @@ mod tests {
             begin: d("2026-01-10"),
             end: d("2026-01-16"),
         };
-        (crate::catalog::find("user_summary").expect("report"), w, d("2026-01-20"))
+        (
+            crate::catalog::find("user_summary").expect("report"),
+            w,
+            d("2026-01-20"),
+        )
     }
 
     const TOKEN: &str = r#"{"access_token":"tok-123","expires_in":7200}"#;
@@ -1287,18 +1293,29 @@ mod tests {
     /// failure is remembered: the next window makes no call at all.
     #[tokio::test]
     async fn oversized_bodies_are_refused_and_a_failed_token_source_is_remembered() {
-        let big = format!(r#"{{"access_token":"{}","expires_in":7200}}"#, "a".repeat(100 << 10));
+        let big = format!(
+            r#"{{"access_token":"{}","expires_in":7200}}"#,
+            "a".repeat(100 << 10)
+        );
         let fake = Fake::start(move |_, _| ok(&big));
         let ex = Extractor::new(100, fast(), 1).expect("extractor");
         let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
         let (r, w, today) = window();
-        let e = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("refused");
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("refused");
         assert!(
             matches!(&e, FetchError::TokenSource { kind: "stable_token", cause } if cause.contains("larger than 65536 bytes")),
             "{e}"
         );
         let calls = fake.seen().len();
-        let again = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("remembered");
+        let again = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("remembered");
         assert!(matches!(again, FetchError::TokenSource { .. }), "{again}");
         assert_eq!(fake.seen().len(), calls, "no more token attempts");
     }
@@ -1309,7 +1326,8 @@ mod tests {
     async fn token_endpoint_minute_limit_and_quota() {
         let n = Arc::new(AtomicU64::new(0));
         let m = Arc::clone(&n);
-        let body = json!({"ref_date": "2026-01-10", "user_source": 0, "new_user": 1, "cancel_user": 0});
+        let body =
+            json!({"ref_date": "2026-01-10", "user_source": 0, "new_user": 1, "cancel_user": 0});
         let data = json!({ "list": [body] }).to_string();
         let fake = Fake::start(move |line, _| {
             if line.contains("stable_token") {
@@ -1323,13 +1341,22 @@ mod tests {
         let ex = Extractor::new(100, fast(), 1).expect("extractor");
         let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
         let (r, w, today) = window();
-        let f = ex.fetch(&client, r, w, today, &mut 0).await.expect("fetched after 45011");
+        let f = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .expect("fetched after 45011");
         assert_eq!(f.decoded.batch.num_rows(), 1);
         assert_eq!(n.load(Ordering::SeqCst), 3);
 
-        let fake = Fake::start(|_, _| ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#));
+        let fake = Fake::start(|_, _| {
+            ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#)
+        });
         let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-        let e = ex.fetch(&client, r, w, today, &mut 0).await.err().expect("failed");
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("failed");
         assert!(
             matches!(&e, FetchError::TokenSource { cause, .. } if cause.contains("45009")),
             "{e:?}"

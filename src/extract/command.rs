@@ -88,9 +88,13 @@ mod tests {
 
     #[tokio::test]
     async fn prints_and_fails_and_is_capped() {
-        let ok = run("printf tok-$WXCUBE_X", &[("WXCUBE_X", "1")], Duration::from_secs(10))
-            .await
-            .expect("ran");
+        let ok = run(
+            "printf tok-$WXCUBE_X",
+            &[("WXCUBE_X", "1")],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("ran");
         assert_eq!(ok, b"tok-1");
         assert!(matches!(
             run("exit 3", &[], Duration::from_secs(10)).await,
@@ -121,7 +125,10 @@ mod tests {
             match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 Err(_) => return true,
                 Ok(s) => {
-                    let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+                    let state = s
+                        .rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().next());
                     if matches!(state, Some("Z" | "X")) {
                         return true;
                     }

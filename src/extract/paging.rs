@@ -57,7 +57,11 @@ impl Pager {
             self.rows.extend(items);
             let got = self.rows.len() as u64;
             if total.is_some_and(|t| t != got) {
-                tracing::debug!(total_num = total, rows = got, "publisher total_num disagrees with the rows");
+                tracing::debug!(
+                    total_num = total,
+                    rows = got,
+                    "publisher total_num disagrees with the rows"
+                );
             }
             return Ok(Step::Done);
         }
@@ -87,7 +91,9 @@ mod tests {
     }
 
     /// Pages the way a server would: `serve(page)` gives (rows, total_num).
-    fn drive(serve: impl Fn(usize) -> (Vec<Value>, Option<u64>)) -> Result<(Vec<Value>, usize), String> {
+    fn drive(
+        serve: impl Fn(usize) -> (Vec<Value>, Option<u64>),
+    ) -> Result<(Vec<Value>, usize), String> {
         let mut p = Pager::default();
         for n in 1.. {
             let (items, total) = serve(n);
