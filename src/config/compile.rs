@@ -1558,6 +1558,60 @@ mod tests {
         assert!(matches!(&p.api, Api::Simulator(s) if s.seed == 7));
     }
 
+    /// Plain http:// only to loopback, unless the pipeline says so; and the command
+    /// timeout reaches the `Auth`.
+    #[test]
+    fn plain_http_needs_loopback_or_an_explicit_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let load = |api: &str| {
+            let text = format!("{}{api}", minimal(dir.path()));
+            load_str(Path::new("p.yaml"), &text, &no_env)
+        };
+        for host in [
+            "127.0.0.1:9",
+            "127.8.9.10",
+            "[::1]:80",
+            "localhost:8080",
+            "LOCALHOST",
+        ] {
+            let r = load(&format!("api:\n  base_url: http://{host}/x\n"));
+            assert!(r.is_ok(), "{host}: {:?}", r.err().map(|e| e.to_string()));
+        }
+        for host in [
+            "10.0.0.1",
+            "wx-proxy.internal",
+            "[::2]",
+            "127.0.0.1.example.com",
+            "localhost.evil",
+        ] {
+            let e = load(&format!("api:\n  base_url: http://{host}\n")).expect_err(host);
+            assert!(
+                e.to_string().contains("allow_plain_http: true"),
+                "{host}: {e}"
+            );
+        }
+        let p = load("api:\n  base_url: http://10.0.0.1:8080\n  allow_plain_http: true\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&p.api, Api::BaseUrl(u) if u == "http://10.0.0.1:8080"));
+        let e = load("api:\n  simulator: {}\n  allow_plain_http: true\n").expect_err("misused");
+        assert!(
+            e.to_string().contains("only used with an http:// base_url"),
+            "{e}"
+        );
+
+        let text = minimal(dir.path()).replace(
+            "    app_secret: {SECRET}\n"
+                .replace("{SECRET}", SECRET)
+                .as_str(),
+            "    auth: { type: command, command: get-token, timeout_seconds: 5 }\n",
+        );
+        let p = load_str(Path::new("p.yaml"), &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            &p.accounts[0].auth,
+            Auth::Command { timeout, .. } if timeout.as_secs() == 5
+        ));
+    }
+
     #[test]
     fn reports_accept_api_names_and_explicit_legacy_ones() {
         let dir = tempfile::tempdir().expect("temp dir");
