@@ -6,6 +6,23 @@
 //! Tokens: `/cgi-bin/stable_token` once per account, shared by all its requests, refreshed
 //! before expiry; on 40001/40014/42001 refreshed once (forced when allowed: at most 20 a
 //! day, 30 s apart) and the request replayed.
+//!
+//! What fails what:
+//! - A token source that fails fails its *account* for the rest of the run (`broken`):
+//!   configuration errors at once; transient ones after `token_attempts` (4) of at most
+//!   `token_timeout` (10 s) each; 45011 waits for the next minute within those attempts;
+//!   45009 at a token endpoint is `TokenQuota` (the token source's quota, never a report's:
+//!   nothing is deferred to midnight). Later windows of the account fail without a call.
+//! - A token command runs in its own process group; past its timeout (auth
+//!   `timeout_seconds`, default 60 s) the whole group is killed, and it is tried once more.
+//!   It may print at most 64 KiB.
+//! - 40001 from api_authorizer_token means the component token was superseded: renewed
+//!   once, unless another account of the platform already did.
+//! - Bodies are read in chunks up to a cap (64 KiB for tokens, 64 MiB for data) and
+//!   refused past it: the window fails (a *report* window, not the account).
+//! - No redirect is followed (it would re-send the token in the query or the secret in
+//!   the body to wherever it points): a 3xx fails the call.
+//! - Publisher paging guards are in `paging`: `total_num` is not trusted to end paging.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -24,6 +24,8 @@ pub struct Pipeline {
 }
 
 #[derive(Debug, Clone)]
+// One per pipeline: the simulator's settings need no box.
+#[allow(clippy::large_enum_variant)]
 pub enum Api {
     /// WeChat (or a compatible server) at this base URL, without a trailing slash.
     BaseUrl(String),

@@ -16,6 +16,8 @@
 //!   `slow` and `truncated`, which WeChat would have served.
 //! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
 //!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
+//! - Misbehaviour on request: publisher paging that ignores `page` or pages not at all, a
+//!   lying `total_num`, superseded component tokens, 45009 / 45011 at token endpoints.
 //! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.
 //! - Token lifetimes run on tokio's clock: a test under `tokio::time::pause()` can
 //!   `advance` past expiry. "Today" is the pinned `--today`, else the China date.
