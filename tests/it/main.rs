@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod faults;
 mod interop;
+mod lifecycle;
 mod ops;
 mod readme;
 mod roundtrip;
