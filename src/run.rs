@@ -1295,7 +1295,9 @@ async fn account_worker(
                                     Outcome::Failed(msg, calls)
                                 }
                             }
-                            FetchError::Config { .. } => {
+                            // A failed token source is remembered by the client too:
+                            // the account's other windows fail at once, without calls.
+                            FetchError::Config { .. } | FetchError::TokenSource { .. } => {
                                 if let Ok(mut g) = account_stop.lock() {
                                     g.get_or_insert(msg.clone());
                                 }
@@ -1389,6 +1391,7 @@ fn describe(e: &FetchError, r: &Report, account: &str) -> String {
             r.replacement.unwrap_or("the current reports")
         ),
         FetchError::Config { errcode, hint } => format!("account {account}: errcode {errcode}: {hint}"),
+        FetchError::TokenSource { .. } => format!("account {account}: {e}"),
         FetchError::Permission { errcode } => format!(
             "{} for account {account}: WeChat answered {errcode} ({}): grant {} to this caller, then re-run; the account's other reports are not affected",
             r.id,
