@@ -5,9 +5,11 @@
 pub mod catalog;
 pub mod changes;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod dates;
 pub mod extract;
+pub mod layout;
 pub mod lease;
 pub mod load;
 pub mod pipeline;

@@ -24,7 +24,7 @@ pub struct Span {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StopStatus {
-    /// `quota`, `retired` (or any reason a newer release records).
+    /// `quota`, `retired`, `permission` (or any reason a newer release records).
     pub reason: String,
     pub until: Option<NaiveDate>,
     /// Whether it still holds the report back today.
@@ -216,7 +216,8 @@ pub async fn status(
                 stop: st.stop.as_ref().map(|s| StopStatus {
                     reason: s.reason.clone(),
                     until: s.until,
-                    active: st.active_stop(today).is_some(),
+                    // A permission stop defers nothing, but holds until WeChat grants it.
+                    active: st.active_stop(today).is_some() || st.permission_stop().is_some(),
                     message: s.message.clone(),
                 }),
                 last_run: last.remove(&(name.clone(), r.id.to_string())),
