@@ -355,7 +355,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     refuse_future_today(p, &clock)?;
     let store = Arc::new(Store::open(&p.output.uri)?);
     // Leases before the plan: it then reads state that no other run is changing.
-    let (accounts, _) = select(p, opts)?;
+    let (accounts, reports) = select(p, opts)?;
+    // A refused layout is a usage error, and those write nothing, leases included.
+    crate::layout::check(&store, &reports, p.output.partition, false).await?;
     let names: Vec<String> = accounts
         .iter()
         .map(|&i| p.accounts[i].name.clone())
