@@ -245,6 +245,16 @@ pub enum Permission {
 }
 
 impl Permission {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Permission::User => "user",
+            Permission::Article => "article",
+            Permission::Message => "message",
+            Permission::Interface => "interface",
+            Permission::Publisher => "publisher",
+        }
+    }
+
     /// What the account's owner (or the third-party platform) must grant.
     pub fn grant(&self) -> &'static str {
         match self {

@@ -8,6 +8,7 @@ pub mod compat;
 pub mod config;
 pub mod dates;
 pub mod extract;
+pub mod layout;
 pub mod load;
 pub mod pipeline;
 pub mod plan;

@@ -30,7 +30,7 @@ pub enum Api {
     /// One of WeChat's hosts, with failover to the backup host on connection errors.
     Region(Region),
     /// The built-in simulator, started on loopback for the run.
-    Simulator(SimConfig),
+    Simulator(Box<SimConfig>),
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";

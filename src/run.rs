@@ -8,7 +8,7 @@
 //! arrived (or failed), the partition is committed once, and state is recorded for the
 //! windows whose partitions are all committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +27,7 @@ use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy
 use crate::load::{self, partitions_of, split};
 use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan, Window};
-use crate::state::{self, ReportState, Stop};
+use crate::state::{self, LoadedWindow, ReportState, Stop};
 use crate::store::{Store, StoreError};
 use crate::transform::from_date32;
 
@@ -87,6 +87,9 @@ pub enum RunError {
     Sim(std::io::Error),
     #[error("{0}")]
     Setup(String),
+    /// The pipeline's layout disagrees with the table's (a usage error: exit 2).
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 /// Per account and report: what happened.
@@ -102,6 +105,9 @@ pub struct TaskReport {
     pub bytes: u64,
     pub deferred: Vec<Window>,
     pub failed: Vec<Window>,
+    /// Dates loaded but not final: `is_delay`, or no rows yet for one of the latest ready
+    /// days (WeChat publishes late some mornings); the next run fetches them again.
+    pub provisional_dates: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -175,6 +181,40 @@ pub async fn read_states(
     Ok(out)
 }
 
+/// Checks state against what is stored: one listing per table and account. Returns the
+/// loaded dates whose partition is gone; state from a release that did not note its
+/// partitions gets the ones present now (in memory; the run's state writes keep them).
+async fn reconcile(
+    store: &Store,
+    p: &Pipeline,
+    states: &mut HashMap<(String, &'static str), ReportState>,
+) -> Result<HashMap<(String, &'static str), BTreeSet<NaiveDate>>, RunError> {
+    let mut lost = HashMap::new();
+    for ((account, report), st) in states.iter_mut() {
+        if st.loaded.is_empty() {
+            continue;
+        }
+        let prefix = format!("{report}/account={account}/");
+        let present: BTreeSet<String> = store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter(|f| f.ends_with("/data.parquet"))
+            .filter_map(|f| f.strip_prefix(&prefix)?.split('/').next().map(String::from))
+            .collect();
+        if st.parts.is_none() {
+            st.parts = Some(present);
+            continue;
+        }
+        let gone = st.lost_dates(&present, p.output.partition);
+        if !gone.is_empty() {
+            tracing::warn!(account = %account, report = *report, dates = gone.len(), "partitions recorded as loaded are gone from the store: their dates are fetched again");
+            lost.insert((account.clone(), *report), gone);
+        }
+    }
+    Ok(lost)
+}
+
 /// The plan for a pipeline, with state applied.
 pub async fn make_plan(
     p: &Pipeline,
@@ -183,7 +223,9 @@ pub async fn make_plan(
     store: &Store,
 ) -> Result<(Plan, HashMap<(String, &'static str), ReportState>), RunError> {
     let (accounts, reports) = select(p, opts)?;
-    let states = read_states(store, p, &accounts, &reports).await?;
+    crate::layout::check(store, &reports, p.output.partition, false).await?;
+    let mut states = read_states(store, p, &accounts, &reports).await?;
+    let lost = reconcile(store, p, &mut states).await?;
     let today = clock.today();
     let mut plan = plan::build(
         p,
@@ -192,10 +234,19 @@ pub async fn make_plan(
         &reports,
         opts.full_refresh,
         &|acct, r| {
-            states
-                .get(&(acct.to_string(), r.id))
+            let key = (acct.to_string(), r.id);
+            let mut l = states
+                .get(&key)
                 .map(|s| s.loaded(r, today))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            if let Some(gone) = lost.get(&key) {
+                for d in gone {
+                    l.finals.remove(d);
+                    l.revisable.remove(d);
+                }
+                l.lost = gone.clone();
+            }
+            l
         },
     );
     // Stops (quota until tomorrow, retired) defer the whole task.
@@ -238,6 +289,9 @@ enum StopKind {
     Quota,
     /// 47009: the API is offline for this account.
     Retired,
+    /// 48001 / 50001: the report's permission set is not granted; the account's other
+    /// reports go on, and later runs try again.
+    Permission,
 }
 
 /// Per task (account × report) bookkeeping in the loader.
@@ -252,8 +306,8 @@ struct Tracker {
     keyed: Vec<RecordBatch>,
     /// Windows fetched, per partition.
     fetched: BTreeMap<String, Vec<Window>>,
-    /// Per window: partitions not yet committed, and whether it was provisional.
-    open: BTreeMap<Window, (usize, bool)>,
+    /// Per window: partitions not yet committed, and its provisional dates.
+    open: BTreeMap<Window, (usize, BTreeSet<NaiveDate>)>,
 }
 
 pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport, RunError> {
@@ -266,13 +320,20 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let store = Arc::new(Store::open(&p.output.uri)?);
     let (plan, states) = make_plan(p, &clock, opts, &store).await?;
     let today = plan.today;
+    let mut writing: Vec<&'static Report> = Vec::new();
+    for t in plan.tasks.iter().filter(|t| !t.windows.is_empty()) {
+        if let Some(r) = catalog::find(t.report).filter(|r| !writing.iter().any(|w| w.id == r.id)) {
+            writing.push(r);
+        }
+    }
+    crate::layout::check(&store, &writing, p.output.partition, true).await?;
 
     let mut sim = None;
     let (base, failover) = match &p.api {
         Api::BaseUrl(u) => (u.clone(), None),
         Api::Region(r) => (r.base_url().to_string(), r.failover().map(String::from)),
         Api::Simulator(cfg) => {
-            let h = crate::sim::start(cfg.clone(), clock)
+            let h = crate::sim::start((**cfg).clone(), clock)
                 .await
                 .map_err(RunError::Sim)?;
             let u = h.base_url();
@@ -338,7 +399,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     .order
                     .push_back(*w);
             }
-            tr.open.insert(*w, (parts.len(), false));
+            tr.open.insert(*w, (parts.len(), BTreeSet::new()));
         }
         trackers.push(tr);
     }
@@ -386,6 +447,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             ntasks,
             p.limits.max_in_flight as usize,
             today,
+            probe_tasks(&plan, &states, ai),
             tx.clone(),
         )));
     }
@@ -398,7 +460,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     // stalls the fetching; the loader only does bookkeeping.
     let slots = Arc::new(tokio::sync::Semaphore::new(COMMITS_IN_FLIGHT));
     let mut jobs: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
-    let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
+    let mut states_pending: Vec<Vec<LoadedWindow>> = vec![Vec::new(); plan.tasks.len()];
+    // Folders committed since the task's last state write.
+    let mut parts_pending: Vec<Vec<String>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
     // Calls already counted against the daily budget by the state writes: the last write of
     // a task usually counts them all, so the closing bookkeeping needs no write of its own.
@@ -427,7 +491,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
-                        let rows_in = batch.num_rows();
+                        let late_dates = dates_present(tr.report, &batch, msg.window, ready);
+                        let late_dates = |d: NaiveDate| late_dates.contains(&d);
                         if keyed {
                             tr.keyed.push(batch);
                         } else {
@@ -448,11 +513,10 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         for part in &parts {
                             tr.fetched.entry(part.clone()).or_default().push(msg.window);
                         }
-                        // An empty answer for the latest ready day may only mean WeChat has
-                        // not published it yet (reference §4.2): keep it provisional.
-                        let early = rows_in == 0 && msg.window.contains(ready);
+                        let provisional = provisional_dates(tr.report, msg.window, is_delay, ready, late_dates);
+                        rep.provisional_dates += provisional.len();
                         if let Some(o) = tr.open.get_mut(&msg.window) {
-                            o.1 = is_delay || early;
+                            o.1 = provisional;
                         }
                     }
                     Outcome::Deferred(reason, calls) => {
@@ -522,7 +586,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
-                            return Done::Commit { task, part, windows, rows: n, files: 1, result };
+                            let parts = vec![part.clone()];
+                            return Done::Commit { task, part, parts, windows, rows: n, files: 1, result };
                         }
                         // Rows replaced by key land in the partitions of their own dates.
                         let rows = keyed_rows;
@@ -534,7 +599,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                         by_part.entry(pv).or_default().push(load::Fresh::Batch(pb));
                                     }
                                 }
-                                Err(e) => return Done::Commit { task, part, windows, rows: n, files: 0, result: Err(e) },
+                                Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files: 0, result: Err(e) },
                             }
                         }
                         let mut total = load::Committed::default();
@@ -546,20 +611,20 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     total.rows += c.rows;
                                     total.bytes += c.bytes;
                                 }
-                                Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
+                                Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) },
                             }
                         }
                         // A keyed row whose date moved lives on in its old partition: drop it there
                         // (after the new rows are safely written).
                         let keys = match load::keys_of(report, &rows) {
                             Ok(k) => k,
-                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
+                            Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) },
                         };
                         let written: Vec<String> = by_part_names;
                         let prefix = format!("{}/account={account}/", report.id);
                         let existing = match store.list(&prefix).await {
                             Ok(l) => l,
-                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
+                            Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e.into()) },
                         };
                         for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
                             let pv = f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string();
@@ -567,10 +632,10 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                 continue;
                             }
                             if let Err(e) = load::drop_keys(&store, report, &account, &pv, &keys, compression).await {
-                                return Done::Commit { task, part, windows, rows: n, files, result: Err(e) };
+                                return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) };
                             }
                         }
-                        Done::Commit { task, part, windows, rows: n, files, result: Ok(total) }
+                        Done::Commit { task, part, parts: written, windows, rows: n, files, result: Ok(total) }
                     });
                 }
             }
@@ -584,11 +649,12 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 };
                 // The task whose state may need a write now (none after a failed one).
                 let next_state = match done {
-                    Done::Commit { task, part, windows, rows, files, result } => {
+                    Done::Commit { task, part, parts, windows, rows, files, result } => {
                         let tr = &mut trackers[task];
                         let rep = &mut reports[task];
                         match result {
                             Ok(c) => {
+                                parts_pending[task].extend(parts);
                                 rep.files += files;
                                 rep.bytes += c.bytes as u64;
                                 rep.rows += rows;
@@ -601,12 +667,12 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     if let Some(o) = tr.open.get_mut(w) {
                                         o.0 -= 1;
                                         if o.0 == 0 {
-                                            states_pending[task].push((*w, o.1));
+                                            states_pending[task].push(LoadedWindow { window: *w, provisional: std::mem::take(&mut o.1) });
                                         }
                                     }
                                 }
-                                for (w, _) in &states_pending[task] {
-                                    tr.open.remove(w);
+                                for l in &states_pending[task] {
+                                    tr.open.remove(&l.window);
                                 }
                             }
                             // A file that cannot merge was moved aside: that task fails, not the run.
@@ -647,7 +713,10 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     state_busy[task] = true;
                     let calls = reports[task].calls - calls_recorded[task];
                     calls_recorded[task] += calls;
-                    jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
+                    let tr = &trackers[task];
+                    let present = states.get(&(tr.account.clone(), tr.report.id)).and_then(|s| s.parts.clone());
+                    let done = Recorded { windows: std::mem::take(&mut states_pending[task]), parts: std::mem::take(&mut parts_pending[task]), present };
+                    jobs.spawn(write_state(Arc::clone(store_ref), task, tr.report.id, tr.account.clone(), done, ready, ex.retry, (today, calls)));
                 }
             }
         }
@@ -676,6 +745,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 }),
                 Some((StopKind::Retired, m)) => Some(Stop {
                     reason: "retired".into(),
+                    until: None,
+                    message: m.clone(),
+                }),
+                Some((StopKind::Permission, m)) => Some(Stop {
+                    reason: state::PERMISSION.into(),
                     until: None,
                     message: m.clone(),
                 }),
@@ -830,6 +904,70 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
     filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.clone())
 }
 
+/// The dates of a window that stay provisional: all of them when WeChat says `is_delay`,
+/// else those that may be published late and had no rows (`late_dates` is the dates of the
+/// rows received, for the late candidates only).
+fn provisional_dates(
+    r: &Report,
+    w: Window,
+    is_delay: bool,
+    ready: NaiveDate,
+    have: impl Fn(NaiveDate) -> bool,
+) -> BTreeSet<NaiveDate> {
+    if is_delay {
+        return LoadedWindow::new(w, true).provisional;
+    }
+    plan::row_dates(r, w.begin, w.end, ready)
+        .into_iter()
+        .filter(|&d| plan::may_be_late(r, d, ready) && !have(d))
+        .collect()
+}
+
+/// The account's tasks whose permission WeChat withheld in an earlier run.
+fn probe_tasks(
+    plan: &Plan,
+    states: &HashMap<(String, &'static str), ReportState>,
+    account: usize,
+) -> BTreeSet<usize> {
+    plan.tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.account == account)
+        .filter(|(_, t)| {
+            states
+                .get(&(t.account_name.clone(), t.report))
+                .is_some_and(|s| s.permission_stop().is_some())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Of the window's dates that WeChat may still publish late, those with rows in `batch`.
+fn dates_present(
+    r: &Report,
+    batch: &RecordBatch,
+    w: Window,
+    ready: NaiveDate,
+) -> BTreeSet<NaiveDate> {
+    let late: Vec<i32> = plan::row_dates(r, w.begin, w.end, ready)
+        .into_iter()
+        .filter(|&d| plan::may_be_late(r, d, ready))
+        .map(crate::transform::date32)
+        .collect();
+    let mut out = BTreeSet::new();
+    if late.is_empty() || batch.num_columns() == 0 {
+        return out;
+    }
+    if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
+        for v in dates.values().iter() {
+            if late.contains(v) {
+                out.insert(from_date32(*v));
+            }
+        }
+    }
+    out
+}
+
 /// The one pseudo-partition of a report replaced by key: all its windows are committed
 /// together once they have all arrived, each row into the partition of its own date.
 const ALL_PARTS: &str = "*";
@@ -849,6 +987,8 @@ enum Done {
     Commit {
         task: usize,
         part: String,
+        /// The Hive folders written.
+        parts: Vec<String>,
         windows: Vec<Window>,
         rows: u64,
         files: usize,
@@ -862,13 +1002,21 @@ enum Done {
     },
 }
 
+/// What one state write records.
+struct Recorded {
+    windows: Vec<LoadedWindow>,
+    parts: Vec<String>,
+    /// The folders found at the start, for state that did not note its folders yet.
+    present: Option<BTreeSet<String>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_state(
     store: Arc<Store>,
     task: usize,
     report: &'static str,
     account: String,
-    done: Vec<(Window, bool)>,
+    done: Recorded,
     ready: NaiveDate,
     retry: RetryPolicy,
     (today, calls): (NaiveDate, u64),
@@ -879,7 +1027,16 @@ async fn write_state(
     let result = loop {
         attempt += 1;
         let f = |st: &mut ReportState| {
-            st.record(&done, ready, now);
+            st.record(&done.windows, ready, now);
+            st.add_parts(&done.parts, done.present.as_ref());
+            // A window loaded: the permission WeChat withheld has been granted.
+            if st
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.reason == state::PERMISSION)
+            {
+                st.stop = None;
+            }
             st.count_calls(today, calls as u32);
         };
         match state::update(&store, report, &account, f).await {
@@ -925,6 +1082,9 @@ async fn commit_with_retry(
 /// How far (in windows, plan order) an account may run ahead of its oldest unfinished one.
 const LOOKAHEAD: usize = 32;
 
+/// A task's stop: its message, and whether its other windows are deferred (else failed).
+type TaskStop = (String, bool);
+
 /// Fetches one account's windows, `max_in_flight` at a time, in plan order.
 #[allow(clippy::too_many_arguments)]
 async fn account_worker(
@@ -934,10 +1094,16 @@ async fn account_worker(
     ntasks: usize,
     max_in_flight: usize,
     today: NaiveDate,
+    probe: BTreeSet<usize>,
     tx: mpsc::Sender<Msg>,
 ) {
+    // Tasks whose permission WeChat withheld last run: their first window goes alone, so
+    // a still-missing permission costs one call, not one per window in flight.
+    let mut probe: BTreeMap<usize, bool> = probe.into_iter().map(|t| (t, false)).collect();
     // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
-    let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+    // A stop's message, and whether the task's other windows are deferred (quota) rather
+    // than failed (retired, permission).
+    let stopped: Arc<Vec<std::sync::Mutex<Option<TaskStop>>>> =
         Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
     let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
     let any_stop = Arc::new(AtomicBool::new(false));
@@ -950,9 +1116,14 @@ async fn account_worker(
     let lookahead = LOOKAHEAD.max(max_in_flight);
     loop {
         while running.len() < max_in_flight.max(1) {
-            let Some(&(idx, _)) = queue.peek() else {
+            let Some(&(idx, (ti, _, _))) = queue.peek() else {
                 break;
             };
+            match probe.get_mut(&ti) {
+                Some(true) => break,
+                Some(in_flight) => *in_flight = true,
+                None => {}
+            }
             if unfinished
                 .first()
                 .is_some_and(|&oldest| idx >= oldest + lookahead)
@@ -981,7 +1152,13 @@ async fn account_worker(
                         .lock()
                         .ok()
                         .and_then(|g| g.clone())
-                        .map(|m| Outcome::Deferred(m, 0))
+                        .map(|(m, deferred)| {
+                            if deferred {
+                                Outcome::Deferred(m, 0)
+                            } else {
+                                Outcome::Failed(m, 0)
+                            }
+                        })
                 };
                 if let Some(o) = stop_now() {
                     return Msg {
@@ -1025,14 +1202,17 @@ async fn account_worker(
                     Err(e) => {
                         let msg = describe(&e, r, &client.name);
                         match &e {
-                            FetchError::Quota | FetchError::Retired => {
-                                stop = Some(if matches!(e, FetchError::Quota) {
-                                    StopKind::Quota
-                                } else {
-                                    StopKind::Retired
-                                });
+                            FetchError::Quota
+                            | FetchError::Retired
+                            | FetchError::Permission { .. } => {
+                                let kind = match e {
+                                    FetchError::Quota => StopKind::Quota,
+                                    FetchError::Retired => StopKind::Retired,
+                                    _ => StopKind::Permission,
+                                };
+                                stop = Some(kind);
                                 if let Ok(mut g) = stopped[ti].lock() {
-                                    g.get_or_insert(msg.clone());
+                                    g.get_or_insert((msg.clone(), kind == StopKind::Quota));
                                 }
                                 any_stop.store(true, Ordering::Relaxed);
                                 tracing::warn!(account = %client.name, report = r.id, window = %w, "{msg}");
@@ -1072,6 +1252,7 @@ async fn account_worker(
         match running.next().await {
             Some((idx, msg)) => {
                 unfinished.remove(&idx);
+                probe.remove(&msg.task);
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -1135,6 +1316,12 @@ fn describe(e: &FetchError, r: &Report, account: &str) -> String {
             r.replacement.unwrap_or("the current reports")
         ),
         FetchError::Config { errcode, hint } => format!("account {account}: errcode {errcode}: {hint}"),
+        FetchError::Permission { errcode } => format!(
+            "{} for account {account}: WeChat answered {errcode} ({}): grant {} to this caller, then re-run; the account's other reports are not affected",
+            r.id,
+            if *errcode == 50001 { "user unauthorized" } else { "api unauthorized" },
+            r.permission().grant()
+        ),
         other => format!("{} for account {account}: {other}", r.id),
     }
 }

@@ -453,7 +453,7 @@ impl<'a> Compiler<'a> {
         let region = region.map(|r| self.region(r, "api.region"));
         match (base, sim, region) {
             (Some(b), None, None) => b.map(Api::BaseUrl),
-            (None, Some(s), None) => s.map(Api::Simulator),
+            (None, Some(s), None) => s.map(|c| Api::Simulator(Box::new(c))),
             (None, None, Some(r)) => r.map(Api::Region),
             (None, None, None) => Some(Api::Region(Region::Default)),
             _ => None,

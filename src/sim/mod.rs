@@ -78,6 +78,16 @@ pub struct SimConfig {
     /// app_ids whose data calls get 48001.
     #[serde(default)]
     pub unauthorized: Vec<String>,
+    /// app_id -> the reports (ids) or permission sets (`user`, `article`, `message`,
+    /// `interface`, `publisher`) whose data calls get 48001: WeChat grants API permission
+    /// sets one by one (reference §1.1).
+    #[serde(default)]
+    pub unauthorized_reports: BTreeMap<String, Vec<String>>,
+    /// WeChat publishing late (reference §4.2): rows of periods that ended in the latest
+    /// this many days before today are not there yet (the answer is as if nothing
+    /// happened: no rows, and `is_delay` still as usual).
+    #[serde(default)]
+    pub unpublished_days: u32,
     #[serde(default)]
     pub faults: Faults,
     /// Data calls per account per report per China day; beyond it, 45009.
@@ -96,6 +106,22 @@ pub struct SimConfig {
     pub spans: BTreeMap<String, u32>,
 }
 
+impl SimConfig {
+    /// Whether this account's data calls for `report` get 48001.
+    pub fn denies(&self, app_id: &str, report: &crate::catalog::Report) -> bool {
+        self.unauthorized.iter().any(|a| a == app_id)
+            || self.unauthorized_reports.get(app_id).is_some_and(|l| {
+                let family = report.permission().name();
+                l.iter().any(|x| x == report.id || x == family)
+            })
+    }
+
+    /// Whether the rows of the period ending on `period_end` are published by `today`.
+    pub fn published(&self, period_end: NaiveDate, today: NaiveDate) -> bool {
+        period_end < today - chrono::Duration::days(i64::from(self.unpublished_days))
+    }
+}
+
 fn default_articles_per_day() -> u32 {
     3
 }
@@ -109,6 +135,8 @@ impl Default for SimConfig {
             legacy_retired: false,
             accounts: None,
             unauthorized: Vec::new(),
+            unauthorized_reports: BTreeMap::new(),
+            unpublished_days: 0,
             faults: Faults::default(),
             daily_quota: None,
             spans: BTreeMap::new(),
@@ -133,6 +161,8 @@ impl fmt::Debug for SimConfig {
             .field("legacy_retired", &self.legacy_retired)
             .field("accounts", &accounts)
             .field("unauthorized", &self.unauthorized)
+            .field("unauthorized_reports", &self.unauthorized_reports)
+            .field("unpublished_days", &self.unpublished_days)
             .field("faults", &self.faults)
             .field("daily_quota", &self.daily_quota)
             .field("spans", &self.spans)

@@ -619,7 +619,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
         if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
             return Err(61501);
         }
-        if sh.cfg.unauthorized.contains(&app_id) {
+        if sh.cfg.denies(&app_id, report) {
             return Err(48001);
         }
         if let Some(limit) = sh.cfg.daily_quota {
@@ -730,7 +730,7 @@ fn answer(
     if sh.cfg.legacy_retired && report.status == Status::Legacy {
         return Err(47009);
     }
-    if sh.cfg.unauthorized.contains(&app_id) {
+    if sh.cfg.denies(&app_id, report) {
         return Err(48001);
     }
     if let Some(limit) = sh.cfg.daily_quota {

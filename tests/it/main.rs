@@ -9,6 +9,7 @@ mod crash;
 mod faults;
 mod foreign;
 mod interop;
+mod lifecycle;
 mod ops;
 mod readme;
 mod roundtrip;
