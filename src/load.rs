@@ -1252,6 +1252,99 @@ mod tests {
         assert!(s.push(one(3)).is_err());
     }
 
+    /// A partition nobody can read is moved aside, never deleted, by both the merge and the
+    /// key replacement; its dates (settlements: a month earlier too) are unmarked.
+    #[tokio::test]
+    async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_unmarked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        for (id, part) in [
+            ("upstream_msg", "month=2025-01"),
+            ("ad_settlement", "month=2024-03"),
+        ] {
+            let r = catalog::find(id).unwrap();
+            let rel = file_rel(id, "a", part);
+            let junk = Bytes::from_static(b"PAR1 not really");
+            store
+                .write(&rel, junk.clone(), &Default::default())
+                .await
+                .unwrap();
+            crate::state::update(&store, id, "a", |st| {
+                st.record(
+                    &[crate::state::LoadedWindow::new(
+                        w("2023-12-01", "2025-02-10"),
+                        false,
+                    )],
+                    parse("2025-02-10").unwrap(),
+                    chrono::Utc::now(),
+                )
+            })
+            .await
+            .unwrap();
+            let e = if catalog::replaced_by_key(r) {
+                drop_keys(&store, r, "a", part, &Default::default(), Compression::Zstd).await
+            } else {
+                commit_partition(
+                    &store,
+                    r,
+                    "a",
+                    part,
+                    &[w("2025-01-02", "2025-01-02")],
+                    &[],
+                    Compression::Zstd,
+                )
+                .await
+                .map(|c| c.rows)
+            };
+            let Err(LoadError::Quarantined {
+                moved_to,
+                begin,
+                end,
+                ..
+            }) = e
+            else {
+                panic!("{id}: {e:?}");
+            };
+            assert!(
+                store.read(&rel).await.unwrap().is_none(),
+                "{id}: out of the table"
+            );
+            let moved = moved_to.strip_prefix(dir.path().to_str().unwrap()).unwrap();
+            assert!(
+                moved.starts_with("/_wxcube/quarantine/") && moved.ends_with(&rel),
+                "{moved}"
+            );
+            assert_eq!(
+                store
+                    .read(moved.trim_start_matches('/'))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0,
+                junk
+            );
+            let (st, _) = crate::state::read(&store, id, "a").await.unwrap();
+            let marked = |d: &str| {
+                let d = parse(d).unwrap();
+                st.loaded.iter().any(|x| x.begin <= d && d <= x.end)
+            };
+            let (first, last) = partition_dates(part).unwrap();
+            assert_eq!(end, last);
+            assert!(!marked(&crate::dates::fmt(first)) && !marked(&crate::dates::fmt(last)));
+            assert!(
+                marked(&crate::dates::fmt(last.succ_opt().unwrap())),
+                "{id}: the next month stays"
+            );
+            if catalog::replaced_by_key(r) {
+                assert_eq!(begin, parse("2024-01-30").unwrap(), "31 days before");
+                assert!(!marked("2024-02-15"), "settled before the rows' dates");
+            } else {
+                assert_eq!(begin, first);
+                assert!(marked("2024-12-31"));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn drop_keys_removes_only_those_keys() {
         let dir = tempfile::tempdir().unwrap();
