@@ -12,15 +12,16 @@
 //! schema and metadata. A file that does not agree (a column missing, retyped or added; not
 //! readable as Parquet, e.g. truncated) is quarantined: copied to
 //! `_wxcube/quarantine/<time>-<pid>/<report>/account=<a>/<part>/data.parquet`, the dates of
-//! its partition unmarked in state, then deleted from the table only if it is still the
-//! version read. The commit then fails with [`LoadError::Quarantined`], which stops that
-//! table and account's partition only (exit 3, the message names both files). Decision: the
-//! run does *not* commit its fresh rows into a new file there. The partition stays empty and
-//! unclaimed until a run whose dates cover it fetches all its dates again and writes it
-//! whole, so state never claims a date the table lacks and no fetched window is recorded
-//! for a partition a person may be looking into; the cost is the calls of the fresh
-//! windows, made again. A store error while reading (network, permissions) is not a bad
-//! file: it fails or retries as any store error and nothing is moved.
+//! its partition reopened in state (provisional: fetched again by the next run, wherever
+//! they lie), then deleted from the table only if it is still the version read. The commit
+//! then fails with [`LoadError::Quarantined`], which stops that table and account's
+//! partition only (exit 3, the message names both files). Decision: the run does *not*
+//! commit its fresh rows into a new file there. The partition stays empty until the next
+//! run fetches all its loaded dates again and writes it whole, so state never holds a date
+//! of it as final while the table lacks it, and no fetched window is recorded for a
+//! partition a person may be looking into; the cost is the calls of the fresh windows, made
+//! again. A store error while reading (network, permissions) is not a bad file: it fails or
+//! retries as any store error and nothing is moved.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub enum LoadError {
         reason: String,
     },
     /// An existing file that cannot merge, moved aside; its dates are fetched again.
-    #[error("{path} cannot merge into table {report}: {reason}. Moved to {moved_to} (nothing deleted); its dates {begin}..{end} are no longer marked loaded, so a run whose dates cover them fetches them again. Inspect the moved file, then delete it")]
+    #[error("{path} cannot merge into table {report}: {reason}. Moved to {moved_to} (nothing deleted); its dates {begin}..{end} are reopened, so the next run fetches them again, whatever its range. Inspect the moved file, then delete it")]
     Quarantined {
         path: String,
         moved_to: String,
@@ -604,8 +605,8 @@ async fn quarantine(
         }
         Err(e) => return Err(e.into()),
     }
-    // Unmark before deleting: a failure in between costs a re-fetch, never a lost date.
-    crate::state::update(store, report.id, account, |st| st.forget(begin, end)).await?;
+    // Reopen before deleting: a failure in between costs a re-fetch, never a lost date.
+    crate::state::update(store, report.id, account, |st| st.reopen(begin, end)).await?;
     store.delete_if(&rel, tag).await?;
     tracing::error!(report = report.id, account, partition = part, moved_to = %store.describe(&dest), reason = %reason, "file cannot merge: quarantined");
     Ok(LoadError::Quarantined {
@@ -1253,9 +1254,9 @@ mod tests {
     }
 
     /// A partition nobody can read is moved aside, never deleted, by both the merge and the
-    /// key replacement; its dates (settlements: a month earlier too) are unmarked.
+    /// key replacement; its dates (settlements: a month earlier too) are reopened.
     #[tokio::test]
-    async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_unmarked() {
+    async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
         for (id, part) in [
@@ -1324,23 +1325,31 @@ mod tests {
                 junk
             );
             let (st, _) = crate::state::read(&store, id, "a").await.unwrap();
-            let marked = |d: &str| {
+            // Reopened: still loaded, but provisional, so the next run fetches them.
+            let open = |d: &str| {
                 let d = parse(d).unwrap();
-                st.loaded.iter().any(|x| x.begin <= d && d <= x.end)
+                st.loaded
+                    .iter()
+                    .find(|x| x.begin <= d && d <= x.end)
+                    .map(|x| x.provisional)
             };
             let (first, last) = partition_dates(part).unwrap();
             assert_eq!(end, last);
-            assert!(!marked(&crate::dates::fmt(first)) && !marked(&crate::dates::fmt(last)));
-            assert!(
-                marked(&crate::dates::fmt(last.succ_opt().unwrap())),
-                "{id}: the next month stays"
-            );
+            for d in [first, last] {
+                assert_eq!(open(&crate::dates::fmt(d)), Some(true), "{id} {d}");
+            }
+            let next = crate::dates::fmt(last.succ_opt().unwrap());
+            assert_eq!(open(&next), Some(false), "{id}: the next month stays final");
             if catalog::replaced_by_key(r) {
                 assert_eq!(begin, parse("2024-01-30").unwrap(), "31 days before");
-                assert!(!marked("2024-02-15"), "settled before the rows' dates");
+                assert_eq!(
+                    open("2024-02-15"),
+                    Some(true),
+                    "settled before the rows' dates"
+                );
             } else {
                 assert_eq!(begin, first);
-                assert!(marked("2024-12-31"));
+                assert_eq!(open("2024-12-31"), Some(false));
             }
         }
     }

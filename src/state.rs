@@ -181,14 +181,6 @@ impl ReportState {
         self.set_marks(m);
     }
 
-    /// Unmarks the dates `begin..=end` (their rows are gone): the next run covering them
-    /// fetches them again.
-    pub fn forget(&mut self, begin: NaiveDate, end: NaiveDate) {
-        let mut m = self.marks();
-        m.retain(|d, _| *d < begin || *d > end);
-        self.set_marks(m);
-    }
-
     /// Notes folders just committed (`present`: the folders found when state predates
     /// `parts`).
     pub fn add_parts(
@@ -223,6 +215,18 @@ impl ReportState {
             }
         }
         out
+    }
+
+    /// Marks the loaded dates `begin..=end` provisional (their rows are gone): the next run
+    /// fetches them again, wherever they lie relative to its range.
+    pub fn reopen(&mut self, begin: NaiveDate, end: NaiveDate) {
+        let mut m = self.marks();
+        for (d, (mark, _)) in m.iter_mut() {
+            if begin <= *d && *d <= end {
+                mark.provisional = true;
+            }
+        }
+        self.set_marks(m);
     }
 
     pub fn count_calls(&mut self, today: NaiveDate, n: u32) {
@@ -389,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_unmarks_only_those_dates() {
+    fn reopen_makes_only_those_dates_revisable() {
         let mut st = ReportState::new("user_summary", "a");
         let w = |a: &str, b: &str| Window {
             begin: d(a),
@@ -400,21 +404,17 @@ mod tests {
             d("2025-03-10"),
             Utc::now(),
         );
-        st.forget(d("2025-02-01"), d("2025-02-28"));
-        let days = |st: &ReportState| {
-            st.loaded
-                .iter()
-                .map(|r| (r.begin, r.end))
-                .collect::<Vec<_>>()
-        };
+        st.reopen(d("2025-02-01"), d("2025-02-28"));
+        let r = catalog::find("user_summary").unwrap();
+        let l = st.loaded(r, d("2025-03-11"));
+        assert_eq!(l.finals.len(), 12 + 10);
+        assert_eq!(l.revisable.len(), 28);
+        assert!(l.revisable.contains(&d("2025-02-01")) && l.revisable.contains(&d("2025-02-28")));
+        st.reopen(d("2024-01-01"), d("2024-12-31"));
         assert_eq!(
-            days(&st),
-            vec![
-                (d("2025-01-20"), d("2025-01-31")),
-                (d("2025-03-01"), d("2025-03-10"))
-            ]
+            st.loaded(r, d("2025-03-11")).revisable.len(),
+            28,
+            "dates never loaded: nothing changes"
         );
-        st.forget(d("2024-01-01"), d("2024-12-31"));
-        assert_eq!(days(&st).len(), 2, "dates never loaded: nothing changes");
     }
 }

@@ -16,6 +16,8 @@
 //!   `slow` and `truncated`, which WeChat would have served.
 //! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
 //!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
+//! - Misbehaviour on request: publisher paging that ignores `page` or pages not at all, a
+//!   lying `total_num`, superseded component tokens, 45009 / 45011 at token endpoints.
 //! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.
 //! - Token lifetimes run on tokio's clock: a test under `tokio::time::pause()` can
 //!   `advance` past expiry. "Today" is the pinned `--today`, else the China date.
@@ -104,6 +106,32 @@ pub struct SimConfig {
     /// reports shorter spans (reference §10), and a client must cope with 61501.
     #[serde(default)]
     pub spans: BTreeMap<String, u32>,
+    /// How `/publisher/stat` pages: as documented, or like a server that ignores `page`
+    /// (the first page every time) or pages not at all (every row every time).
+    #[serde(default)]
+    pub publisher_paging: PublisherPaging,
+    /// `total_num` in every publisher answer instead of the row count (it may lie).
+    #[serde(default)]
+    pub publisher_total_num: Option<u64>,
+    /// The first N component_access_tokens are superseded as soon as issued (40001 at
+    /// api_authorizer_token), as when the platform's own server fetched a newer one.
+    #[serde(default)]
+    pub stale_component_tokens: u32,
+    /// app_ids whose stable_token and token calls answer 45009.
+    #[serde(default)]
+    pub token_quota_exhausted: Vec<String>,
+    /// The first N token-endpoint requests answer 45011.
+    #[serde(default)]
+    pub token_minute_limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PublisherPaging {
+    #[default]
+    Documented,
+    IgnoresPage,
+    Unpaged,
 }
 
 impl SimConfig {
@@ -142,6 +170,11 @@ impl Default for SimConfig {
             spans: BTreeMap::new(),
             components: None,
             revoked_refresh_tokens: Vec::new(),
+            publisher_paging: PublisherPaging::default(),
+            publisher_total_num: None,
+            stale_component_tokens: 0,
+            token_quota_exhausted: Vec::new(),
+            token_minute_limit: 0,
         }
     }
 }
@@ -174,6 +207,11 @@ impl fmt::Debug for SimConfig {
                     .map(|c| c.keys().collect::<Vec<_>>()),
             )
             .field("revoked_refresh_tokens", &self.revoked_refresh_tokens.len())
+            .field("publisher_paging", &self.publisher_paging)
+            .field("publisher_total_num", &self.publisher_total_num)
+            .field("stale_component_tokens", &self.stale_component_tokens)
+            .field("token_quota_exhausted", &self.token_quota_exhausted)
+            .field("token_minute_limit", &self.token_minute_limit)
             .finish()
     }
 }
