@@ -13,14 +13,15 @@
 //! readable as Parquet, e.g. truncated) is quarantined: copied to
 //! `_wxcube/quarantine/<time>-<pid>/<report>/account=<a>/<part>/data.parquet`, the dates of
 //! its partition reopened in state (provisional: fetched again by the next run, wherever
-//! they lie), then deleted from the table only if it is still the
-//! version read. The commit then fails with [`LoadError::Quarantined`], which stops that
-//! table and account's partition only (exit 3, the message names both files). Decision: the
-//! run does *not* commit its fresh rows into a new file there. The partition stays empty
-//! until the next run fetches all its loaded dates again and writes it whole, so state never claims a date the table lacks and no fetched window is recorded
-//! for a partition a person may be looking into; the cost is the calls of the fresh
-//! windows, made again. A store error while reading (network, permissions) is not a bad
-//! file: it fails or retries as any store error and nothing is moved.
+//! they lie), then deleted from the table only if it is still the version read. The commit
+//! then fails with [`LoadError::Quarantined`], which stops that table and account's
+//! partition only (exit 3, the message names both files). Decision: the run does *not*
+//! commit its fresh rows into a new file there. The partition stays empty until the next
+//! run fetches all its loaded dates again and writes it whole, so state never holds a date
+//! of it as final while the table lacks it, and no fetched window is recorded for a
+//! partition a person may be looking into; the cost is the calls of the fresh windows, made
+//! again. A store error while reading (network, permissions) is not a bad file: it fails or
+//! retries as any store error and nothing is moved.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub enum LoadError {
         reason: String,
     },
     /// An existing file that cannot merge, moved aside; its dates are fetched again.
-    #[error("{path} cannot merge into table {report}: {reason}. Moved to {moved_to} (nothing deleted); its dates {begin}..{end} are no longer marked loaded, so a run whose dates cover them fetches them again. Inspect the moved file, then delete it")]
+    #[error("{path} cannot merge into table {report}: {reason}. Moved to {moved_to} (nothing deleted); its dates {begin}..{end} are reopened, so the next run fetches them again, whatever its range. Inspect the moved file, then delete it")]
     Quarantined {
         path: String,
         moved_to: String,
@@ -1281,6 +1282,107 @@ mod tests {
         };
         s.push(one(5)).unwrap();
         assert!(s.push(one(3)).is_err());
+    }
+
+    /// A partition nobody can read is moved aside, never deleted, by both the merge and the
+    /// key replacement; its dates (settlements: a month earlier too) are reopened.
+    #[tokio::test]
+    async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        for (id, part) in [
+            ("upstream_msg", "month=2025-01"),
+            ("ad_settlement", "month=2024-03"),
+        ] {
+            let r = catalog::find(id).unwrap();
+            let rel = file_rel(id, "a", part);
+            let junk = Bytes::from_static(b"PAR1 not really");
+            store
+                .write(&rel, junk.clone(), &Default::default())
+                .await
+                .unwrap();
+            crate::state::update(&store, id, "a", |st| {
+                st.record(
+                    &[crate::state::LoadedWindow::new(
+                        w("2023-12-01", "2025-02-10"),
+                        false,
+                    )],
+                    parse("2025-02-10").unwrap(),
+                    chrono::Utc::now(),
+                )
+            })
+            .await
+            .unwrap();
+            let e = if catalog::replaced_by_key(r) {
+                drop_keys(&store, r, "a", part, &Default::default(), Compression::Zstd).await
+            } else {
+                commit_partition(
+                    &store,
+                    r,
+                    "a",
+                    part,
+                    &[w("2025-01-02", "2025-01-02")],
+                    &[],
+                    Compression::Zstd,
+                )
+                .await
+                .map(|c| c.rows)
+            };
+            let Err(LoadError::Quarantined {
+                moved_to,
+                begin,
+                end,
+                ..
+            }) = e
+            else {
+                panic!("{id}: {e:?}");
+            };
+            assert!(
+                store.read(&rel).await.unwrap().is_none(),
+                "{id}: out of the table"
+            );
+            let moved = moved_to.strip_prefix(dir.path().to_str().unwrap()).unwrap();
+            assert!(
+                moved.starts_with("/_wxcube/quarantine/") && moved.ends_with(&rel),
+                "{moved}"
+            );
+            assert_eq!(
+                store
+                    .read(moved.trim_start_matches('/'))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0,
+                junk
+            );
+            let (st, _) = crate::state::read(&store, id, "a").await.unwrap();
+            // Reopened: still loaded, but provisional, so the next run fetches them.
+            let open = |d: &str| {
+                let d = parse(d).unwrap();
+                st.loaded
+                    .iter()
+                    .find(|x| x.begin <= d && d <= x.end)
+                    .map(|x| x.provisional)
+            };
+            let (first, last) = partition_dates(part).unwrap();
+            assert_eq!(end, last);
+            for d in [first, last] {
+                assert_eq!(open(&crate::dates::fmt(d)), Some(true), "{id} {d}");
+            }
+            let next = crate::dates::fmt(last.succ_opt().unwrap());
+            assert_eq!(open(&next), Some(false), "{id}: the next month stays final");
+            if catalog::replaced_by_key(r) {
+                assert_eq!(begin, parse("2024-01-30").unwrap(), "31 days before");
+                assert_eq!(
+                    open("2024-02-15"),
+                    Some(true),
+                    "settled before the rows' dates"
+                );
+            } else {
+                assert_eq!(begin, first);
+                assert_eq!(open("2024-12-31"), Some(false));
+            }
+        }
     }
 
     #[tokio::test]

@@ -376,7 +376,7 @@ impl Store {
     /// version is checked with a HEAD just before an unconditional DELETE, which leaves a
     /// window of one round trip in which another writer's new version would be deleted.
     /// Only quarantine uses this (a file nobody can read, so no other run commits a merge of
-    /// it), and the dates are unmarked in state before, so even then they are fetched again.
+    /// it), and the dates are reopened in state before, so even then they are fetched again.
     pub async fn delete_if(&self, rel: &str, tag: &Tag) -> Result<(), StoreError> {
         match self {
             Store::Local { root } => {
