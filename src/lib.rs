@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod dates;
 pub mod extract;

@@ -215,6 +215,29 @@ async fn reconcile(
     Ok(lost)
 }
 
+/// A pinned "today" after the real China date would ask WeChat's production hosts for days
+/// that do not exist yet and record them as loaded; the simulator and other base URLs
+/// (tests, replays) may be driven to any date.
+fn refuse_future_today(p: &Pipeline, clock: &Clock) -> Result<(), RunError> {
+    let production = match p.api {
+        Api::Region(_) => true,
+        Api::BaseUrl(ref u) => {
+            u.contains(".weixin.qq.com") || p.accounts.iter().any(|a| a.region.is_some())
+        }
+        Api::Simulator(_) => false,
+    };
+    let real = Clock::system().today();
+    if production && clock.is_pinned() && clock.today() > real {
+        return Err(RunError::Usage(format!(
+            "--today {} is after today's date in China ({}): WeChat has no data for those days. Leave --today out, or pin a date up to {}",
+            crate::dates::fmt(clock.today()),
+            crate::dates::fmt(real),
+            crate::dates::fmt(real)
+        )));
+    }
+    Ok(())
+}
+
 /// The plan for a pipeline, with state applied.
 pub async fn make_plan(
     p: &Pipeline,
@@ -317,6 +340,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         Utc::now().format("%Y%m%dT%H%M%SZ"),
         std::process::id()
     );
+    refuse_future_today(p, &clock)?;
     let store = Arc::new(Store::open(&p.output.uri)?);
     let (plan, states) = make_plan(p, &clock, opts, &store).await?;
     let today = plan.today;
@@ -589,53 +613,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             let parts = vec![part.clone()];
                             return Done::Commit { task, part, parts, windows, rows: n, files: 1, result };
                         }
-                        // Rows replaced by key land in the partitions of their own dates.
-                        let rows = keyed_rows;
-                        let mut by_part: BTreeMap<String, Vec<load::Fresh>> = BTreeMap::new();
-                        for b in &rows {
-                            match split(b, partition) {
-                                Ok(parts) => {
-                                    for (pv, pb) in parts {
-                                        by_part.entry(pv).or_default().push(load::Fresh::Batch(pb));
-                                    }
-                                }
-                                Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files: 0, result: Err(e) },
-                            }
-                        }
-                        let mut total = load::Committed::default();
-                        let files = by_part.len();
-                        let by_part_names: Vec<String> = by_part.keys().cloned().collect();
-                        for (pv, batches) in by_part {
-                            match commit_with_retry(&store, report, &account, &pv, &[], &batches, compression, &retry).await {
-                                Ok(c) => {
-                                    total.rows += c.rows;
-                                    total.bytes += c.bytes;
-                                }
-                                Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) },
-                            }
-                        }
-                        // A keyed row whose date moved lives on in its old partition: drop it there
-                        // (after the new rows are safely written).
-                        let keys = match load::keys_of(report, &rows) {
-                            Ok(k) => k,
-                            Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) },
-                        };
-                        let written: Vec<String> = by_part_names;
-                        let prefix = format!("{}/account={account}/", report.id);
-                        let existing = match store.list(&prefix).await {
-                            Ok(l) => l,
-                            Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e.into()) },
-                        };
-                        for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
-                            let pv = f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string();
-                            if written.contains(&pv) {
-                                continue;
-                            }
-                            if let Err(e) = load::drop_keys(&store, report, &account, &pv, &keys, compression).await {
-                                return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files, result: Err(e) };
-                            }
-                        }
-                        Done::Commit { task, part, parts: written, windows, rows: n, files, result: Ok(total) }
+                        let (parts, files, result) = commit_keyed(&store, report, &account, &keyed_rows, partition, compression, &retry).await;
+                        Done::Commit { task, part, parts, windows, rows: n, files, result }
                     });
                 }
             }
@@ -675,6 +654,16 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     tr.open.remove(&l.window);
                                 }
                             }
+                            // A file that cannot merge was moved aside: that task fails, not the run.
+                            Err(e @ load::LoadError::Quarantined { .. }) => {
+                                // Each file named: another reason may already be there.
+                                let r = rep.reason.get_or_insert_with(String::new);
+                                if !r.is_empty() {
+                                    r.push_str("; ");
+                                }
+                                r.push_str(&e.to_string());
+                                rep.failed.extend(windows.iter().copied());
+                            }
                             Err(e) => {
                                 tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
                                 fatal.get_or_insert(format!(
@@ -706,7 +695,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     let tr = &trackers[task];
                     let present = states.get(&(tr.account.clone(), tr.report.id)).and_then(|s| s.parts.clone());
                     let done = Recorded { windows: std::mem::take(&mut states_pending[task]), parts: std::mem::take(&mut parts_pending[task]), present };
-                    jobs.spawn(write_state(Arc::clone(store_ref), task, tr.report.id, tr.account.clone(), done, ready, ex.retry, (today, calls)));
+                    jobs.spawn(write_state(Arc::clone(store_ref), task, tr.report.id, tr.account.clone(), done, ready, ex.retry, (today, calls, clock.now().with_timezone(&Utc))));
                 }
             }
         }
@@ -717,8 +706,19 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             fetching = false;
         }
     }
-    for w in workers {
-        let _ = w.await;
+    if let Some(e) = join_workers(workers).await {
+        fatal.get_or_insert(e);
+    }
+    // Every planned window must have been accounted for; one that was not would be lost.
+    if fatal.is_none() {
+        if let Some(tr) = trackers.iter().find(|t| !t.pending.is_empty()) {
+            fatal = Some(format!(
+                "internal error: {} windows of {} for account {} never arrived; nothing of them was recorded, a re-run fetches them",
+                tr.pending.values().sum::<usize>(),
+                tr.report.id,
+                tr.account
+            ));
+        }
     }
 
     // Budget, quota and retirement bookkeeping, all tasks at once; calls count against the
@@ -1009,9 +1009,8 @@ async fn write_state(
     done: Recorded,
     ready: NaiveDate,
     retry: RetryPolicy,
-    (today, calls): (NaiveDate, u64),
+    (today, calls, now): (NaiveDate, u64, chrono::DateTime<Utc>),
 ) -> Done {
-    let now = Utc::now();
     let jitter = crate::extract::Jitter::new(0x57a7e);
     let mut attempt = 0;
     let result = loop {
@@ -1067,6 +1066,90 @@ async fn commit_with_retry(
             r => return r,
         }
     }
+}
+
+/// Commits the rows of a report replaced by key (ad_settlement), each into the partition
+/// of its own date, then removes every fetched key from the partitions that no longer
+/// hold it: a settlement whose date moved must not stay where it was, even in a partition
+/// this commit also wrote. State is recorded only after all of it, so a crash in between
+/// leaves the windows unrecorded and the next run does it again.
+/// Returns the folders written, how many, and the outcome.
+async fn commit_keyed(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    rows: &[RecordBatch],
+    partition: crate::pipeline::Partition,
+    compression: crate::pipeline::Compression,
+    retry: &RetryPolicy,
+) -> (Vec<String>, usize, Result<load::Committed, load::LoadError>) {
+    let mut by_part: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    for b in rows {
+        match split(b, partition) {
+            Ok(parts) => {
+                for (pv, pb) in parts {
+                    by_part.entry(pv).or_default().push(pb);
+                }
+            }
+            Err(e) => return (Vec::new(), 0, Err(e)),
+        }
+    }
+    let files = by_part.len();
+    let mut total = load::Committed::default();
+    let mut kept: BTreeMap<String, std::collections::HashSet<Vec<u8>>> = BTreeMap::new();
+    for (pv, batches) in &by_part {
+        let fresh: Vec<load::Fresh> = batches.iter().cloned().map(load::Fresh::Batch).collect();
+        match commit_with_retry(store, report, account, pv, &[], &fresh, compression, retry).await {
+            Ok(c) => {
+                total.rows += c.rows;
+                total.bytes += c.bytes;
+            }
+            Err(e) => return (Vec::new(), files, Err(e)),
+        }
+        match load::keys_of(report, batches) {
+            Ok(k) => kept.insert(pv.clone(), k),
+            Err(e) => return (Vec::new(), files, Err(e)),
+        };
+    }
+    let all = match load::keys_of(report, rows) {
+        Ok(k) => k,
+        Err(e) => return (Vec::new(), files, Err(e)),
+    };
+    let prefix = format!("{}/account={account}/", report.id);
+    let existing = match store.list(&prefix).await {
+        Ok(l) => l,
+        Err(e) => return (Vec::new(), files, Err(e.into())),
+    };
+    for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
+        let pv = f
+            .trim_start_matches(&prefix)
+            .trim_end_matches("/data.parquet");
+        // The keys this partition must not hold: every fetched key but its own.
+        let drop: std::collections::HashSet<Vec<u8>> = match kept.get(pv) {
+            Some(own) => all.difference(own).cloned().collect(),
+            None => all.clone(),
+        };
+        if drop.is_empty() {
+            continue;
+        }
+        if let Err(e) = load::drop_keys(store, report, account, pv, &drop, compression).await {
+            return (Vec::new(), files, Err(e));
+        }
+    }
+    (by_part.into_keys().collect(), files, Ok(total))
+}
+
+/// Waits for the account workers; a panicked one is reported (its windows never arrived).
+async fn join_workers(workers: Vec<tokio::task::JoinHandle<()>>) -> Option<String> {
+    let mut err = None;
+    for w in workers {
+        if let Err(e) = w.await {
+            if e.is_panic() {
+                err.get_or_insert_with(|| format!("internal error: a fetch worker panicked ({e}); its windows were not committed, a re-run fetches them"));
+            }
+        }
+    }
+    err
 }
 
 /// How far (in windows, plan order) an account may run ahead of its oldest unfinished one.
@@ -1316,5 +1399,102 @@ fn describe(e: &FetchError, r: &Report, account: &str) -> String {
             r.permission().grant()
         ),
         other => format!("{} for account {account}: {other}", r.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Compression, Partition};
+
+    fn settlements(rows: &[(&str, &str, i32)]) -> RecordBatch {
+        let r = catalog::find("ad_settlement").expect("catalogue");
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(date, month, order)| {
+                format!(
+                    r#"{{"date":"{date}","zone":"z","month":"{month}","order":{order},"sett_status":5,"settled_revenue":1,"slot_revenue":[]}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+        crate::transform::decode_value(r, &serde_json::from_str(&body).expect("json"))
+            .expect("decode")
+            .batch
+    }
+
+    /// (partition, settlement order) of every row stored.
+    async fn stored(store: &Store) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for f in store.list("ad_settlement/").await.expect("list") {
+            let (bytes, _) = store.read(&f).await.expect("read").expect("file");
+            for b in load::decode_file(bytes).expect("parquet") {
+                let dates = b.column(0).as_primitive::<Date32Type>();
+                for i in 0..b.num_rows() {
+                    out.push((
+                        f.split('/').nth(2).unwrap_or("").to_string(),
+                        crate::dates::fmt(from_date32(dates.value(i))),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_settlement_whose_date_moved_leaves_its_old_partition_even_one_also_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().to_str().expect("utf8")).expect("store");
+        let r = catalog::find("ad_settlement").expect("catalogue");
+        let retry = RetryPolicy::default();
+        let first = settlements(&[("2024-03-25", "202403", 2), ("2024-03-10", "202403", 1)]);
+        let (parts, _, res) = commit_keyed(
+            &store,
+            r,
+            "a",
+            &[first],
+            Partition::Month,
+            Compression::Zstd,
+            &retry,
+        )
+        .await;
+        res.expect("commit");
+        assert_eq!(parts, vec!["month=2024-03".to_string()]);
+        // The second half of March now settles in April; the first half stays in March.
+        let again = settlements(&[("2024-04-02", "202403", 2), ("2024-03-10", "202403", 1)]);
+        let (parts, files, res) = commit_keyed(
+            &store,
+            r,
+            "a",
+            &[again],
+            Partition::Month,
+            Compression::Zstd,
+            &retry,
+        )
+        .await;
+        res.expect("commit");
+        assert_eq!(files, 2);
+        assert_eq!(
+            parts,
+            vec!["month=2024-03".to_string(), "month=2024-04".to_string()]
+        );
+        assert_eq!(
+            stored(&store).await,
+            vec![
+                ("month=2024-03".to_string(), "2024-03-10".to_string()),
+                ("month=2024-04".to_string(), "2024-04-02".to_string()),
+            ],
+            "each settlement once, in the partition of its current date"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_a_failure_not_a_silent_loss() {
+        let ok = tokio::spawn(async {});
+        let bad = tokio::spawn(async { panic!("boom") });
+        assert_eq!(join_workers(vec![ok]).await, None);
+        let msg = join_workers(vec![bad]).await.expect("reported");
+        assert!(msg.contains("panicked"), "{msg}");
     }
 }

@@ -217,6 +217,18 @@ impl ReportState {
         out
     }
 
+    /// Marks the loaded dates `begin..=end` provisional (their rows are gone): the next run
+    /// fetches them again, wherever they lie relative to its range.
+    pub fn reopen(&mut self, begin: NaiveDate, end: NaiveDate) {
+        let mut m = self.marks();
+        for (d, (mark, _)) in m.iter_mut() {
+            if begin <= *d && *d <= end {
+                mark.provisional = true;
+            }
+        }
+        self.set_marks(m);
+    }
+
     pub fn count_calls(&mut self, today: NaiveDate, n: u32) {
         if self.calls.day != Some(today) {
             self.calls = Calls {
@@ -378,5 +390,31 @@ mod tests {
         assert!(!l.finals.contains(&d("2025-01-11")), "provisional");
         let u = catalog::find("user_summary").unwrap();
         assert_eq!(st.loaded(u, d("2025-01-11")).finals.len(), 10);
+    }
+
+    #[test]
+    fn reopen_makes_only_those_dates_revisable() {
+        let mut st = ReportState::new("user_summary", "a");
+        let w = |a: &str, b: &str| Window {
+            begin: d(a),
+            end: d(b),
+        };
+        st.record(
+            &[LoadedWindow::new(w("2025-01-20", "2025-03-10"), false)],
+            d("2025-03-10"),
+            Utc::now(),
+        );
+        st.reopen(d("2025-02-01"), d("2025-02-28"));
+        let r = catalog::find("user_summary").unwrap();
+        let l = st.loaded(r, d("2025-03-11"));
+        assert_eq!(l.finals.len(), 12 + 10);
+        assert_eq!(l.revisable.len(), 28);
+        assert!(l.revisable.contains(&d("2025-02-01")) && l.revisable.contains(&d("2025-02-28")));
+        st.reopen(d("2024-01-01"), d("2024-12-31"));
+        assert_eq!(
+            st.loaded(r, d("2025-03-11")).revisable.len(),
+            28,
+            "dates never loaded: nothing changes"
+        );
     }
 }

@@ -357,3 +357,55 @@ fn snapshot_files(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+#[test]
+fn a_future_today_is_refused_against_wechat_but_not_the_simulator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let future = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    let prod = pipe("{ seed: 7 }", &["user_summary"], "  days_back: 3", "month")
+        .replace("api:\n  simulator: { seed: 7 }\n", "");
+    assert!(!prod.contains("simulator"), "{prod}");
+    let p = write(dir.path(), "prod.yaml", &prod);
+    let o = wxcube(
+        &["run", p.to_str().expect("utf8"), "--today", &future],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("after today's date in China"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("out").exists(), "nothing written");
+    let sim = pipe("{ seed: 7 }", &["user_summary"], "  days_back: 3", "month");
+    let p = write(dir.path(), "sim.yaml", &sim);
+    let o = wxcube(
+        &["run", p.to_str().expect("utf8"), "--today", &future],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn state_from_a_newer_release_is_not_rewritten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = pipe("{ seed: 7 }", &["user_summary"], "  days_back: 10", "month");
+    let (code, _, _, err) = run(dir.path(), &yaml, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let path = dir.path().join(format!(
+        "out/_wxcube/state/user_summary/account={}.json",
+        ACCOUNTS[0].name
+    ));
+    let mut st: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("state")).expect("json");
+    st["version"] = 2.into();
+    st["kept_by_a_newer_release"] = "x".into();
+    let text = serde_json::to_vec(&st).expect("json");
+    std::fs::write(&path, &text).expect("write state");
+    let (code, _, out, err) = run(dir.path(), &yaml, &["--full-refresh"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(err.contains("newer wxcube"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("state"), text, "left as it was");
+}

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod crash;
 mod faults;
+mod foreign;
 mod interop;
 mod lifecycle;
 mod ops;
