@@ -1396,6 +1396,43 @@ mod tests {
         assert_eq!(f.decoded.batch.num_rows(), 0);
     }
 
+    /// A rejected token is force-refreshed; over the forced-refresh allowance (45009 on
+    /// force_refresh) the current stable token is fetched instead, and the account goes on.
+    #[tokio::test]
+    async fn forced_refresh_over_its_allowance_falls_back_to_the_current_token() {
+        let n = Arc::new(AtomicU64::new(0));
+        let m = Arc::clone(&n);
+        let fake = Fake::start(move |line, body| {
+            if line.contains("stable_token") {
+                if body.contains(r#""force_refresh":true"#) {
+                    return ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#);
+                }
+                let k = m.fetch_add(1, Ordering::SeqCst);
+                return ok(&format!(
+                    r#"{{"access_token":"tok-{k}","expires_in":7200}}"#
+                ));
+            }
+            if line.contains("access_token=tok-0") {
+                return ok(r#"{"errcode":40001,"errmsg":"invalid credential"}"#);
+            }
+            ok(r#"{"list":[]}"#)
+        });
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        ex.fetch(&client, r, w, today, &mut 0)
+            .await
+            .expect("fetched with the fallback token");
+        let seen = fake.seen();
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.contains(r#""force_refresh":true"#))
+                .count(),
+            1
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 2, "{seen:?}");
+    }
+
     /// 45011 at a token endpoint waits for the next minute and tries again; 45009 there
     /// fails the token source, never the report's quota.
     #[tokio::test]
