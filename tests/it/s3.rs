@@ -642,7 +642,9 @@ async fn s3_outage_mid_run_fails_cleanly_and_a_rerun_completes() {
     let py = python().expect("python");
     let moto = Moto::start(&py);
     create_bucket_at(&moto.endpoint, "outage");
-    let relay = Relay::new(&moto.endpoint, 5);
+    // Late enough that some state writes have landed before the cut (they follow their
+    // partitions), early enough that most of the work is still to do.
+    let relay = Relay::new(&moto.endpoint, 10);
     let reports: Vec<&'static catalog::Report> =
         ["user_summary", "upstream_msg", "interface_summary"]
             .iter()
