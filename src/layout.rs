@@ -95,16 +95,23 @@ pub async fn check(
     let wanted = name(partition);
     for r in reports {
         let (found, tag) = recorded(store, r.id).await?;
+        let mut rewrite = false;
         if let Some(rec) = &found {
             if rec != wanted {
-                return Err(LayoutError::Mismatch {
-                    table: store.describe(r.id),
-                    recorded: rec.clone(),
-                    wanted,
-                });
+                // A record without data (a first run that failed before any commit) binds
+                // nothing: the table takes the layout it is first written with.
+                let files = store.list(&format!("{}/", r.id)).await?;
+                if files.iter().any(|f| f.ends_with("/data.parquet")) {
+                    return Err(LayoutError::Mismatch {
+                        table: store.describe(r.id),
+                        recorded: rec.clone(),
+                        wanted,
+                    });
+                }
+                rewrite = true;
             }
         }
-        if record && tag == Tag::default() {
+        if record && (tag == Tag::default() || rewrite) {
             let body = serde_json::to_vec_pretty(&Record {
                 version: 1,
                 report: r.id.to_string(),

@@ -216,15 +216,44 @@ async fn reconcile(
             .collect();
         if st.parts.is_none() {
             st.parts = Some(present);
+            st.parts_listed = true;
             continue;
         }
-        let gone = st.lost_dates(&present, p.output.partition);
+        // Settlements are dated by update: a window's rows may sit a month later.
+        let widen = catalog::find(report)
+            .filter(|r| catalog::replaced_by_key(r))
+            .map_or(0, |_| 31);
+        let gone = st.lost_dates(&present, p.output.partition, widen);
         if !gone.is_empty() {
             tracing::warn!(account = %account, report = *report, dates = gone.len(), "partitions recorded as loaded are gone from the store: their dates are fetched again");
+            st.lost = gone.clone();
             lost.insert((account.clone(), *report), gone);
         }
     }
     Ok(lost)
+}
+
+/// Saves what checking state against the store found, before any call: dates whose folder
+/// is gone are reopened (so a reload cut short by a budget or a failure resumes next run,
+/// the folder being back by then), and state that predates `parts` gets the folders listed.
+async fn save_reconciled(
+    store: &Store,
+    states: &HashMap<(String, &'static str), ReportState>,
+) -> Result<(), RunError> {
+    for ((account, report), st) in states {
+        if st.lost.is_empty() && !st.parts_listed {
+            continue;
+        }
+        let listed = st.parts.clone().filter(|_| st.parts_listed);
+        state::update(store, report, account, |s| {
+            s.reopen_dates(&st.lost);
+            if s.parts.is_none() {
+                s.parts = listed.clone();
+            }
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// A pinned "today" after the real China date would ask WeChat's production hosts for days
@@ -379,6 +408,7 @@ async fn run_leased(
 ) -> Result<RunReport, RunError> {
     let (mut plan, states) = make_plan(p, &clock, opts, &store).await?;
     skip_leased(&mut plan, leases).await;
+    save_reconciled(&store, &states).await?;
     let log = changes::Log::new(Arc::clone(&store), &run_id);
     let today = plan.today;
     let mut writing: Vec<&'static Report> = Vec::new();
@@ -1290,10 +1320,8 @@ async fn account_worker(
             let Some(&(idx, (ti, _, _))) = queue.peek() else {
                 break;
             };
-            match probe.get_mut(&ti) {
-                Some(true) => break,
-                Some(in_flight) => *in_flight = true,
-                None => {}
+            if probe.get(&ti) == Some(&true) {
+                break;
             }
             if unfinished
                 .first()
@@ -1304,6 +1332,9 @@ async fn account_worker(
             let Some((idx, (ti, r, w))) = queue.next() else {
                 break;
             };
+            if let Some(in_flight) = probe.get_mut(&ti) {
+                *in_flight = true;
+            }
             let (ex, client, stopped, account_stop, any_stop, lease) = (
                 Arc::clone(&ex),
                 Arc::clone(&client),

@@ -66,6 +66,12 @@ pub struct ReportState {
     /// when it is first upgraded count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<std::collections::BTreeSet<String>>,
+    /// Found by checking against the store (never saved as such): loaded dates whose
+    /// folder is gone, and whether `parts` came from the listing rather than the file.
+    #[serde(skip)]
+    pub lost: std::collections::BTreeSet<NaiveDate>,
+    #[serde(skip)]
+    pub parts_listed: bool,
 }
 
 /// The newest state format this binary reads and writes.
@@ -194,11 +200,14 @@ impl ReportState {
         set.extend(parts.iter().cloned());
     }
 
-    /// Loaded dates whose folder a commit wrote and that is no longer `present`.
+    /// Loaded dates whose folder a commit wrote and that is no longer `present`; with
+    /// `widen`, also the loaded dates that many days before the folder (rows dated by
+    /// update, as settlements are, land in a later folder than the window that fetched them).
     pub fn lost_dates(
         &self,
         present: &std::collections::BTreeSet<String>,
         p: crate::pipeline::Partition,
+        widen: i64,
     ) -> std::collections::BTreeSet<NaiveDate> {
         let mut out = std::collections::BTreeSet::new();
         let Some(parts) = &self.parts else {
@@ -207,14 +216,28 @@ impl ReportState {
         for r in &self.loaded {
             let mut d = r.begin;
             while d <= r.end {
-                let pv = crate::load::partition_value(p, d);
-                if parts.contains(&pv) && !present.contains(&pv) {
+                let gone = |x: NaiveDate| {
+                    let pv = crate::load::partition_value(p, x);
+                    parts.contains(&pv) && !present.contains(&pv)
+                };
+                if gone(d) || (widen > 0 && gone(d + Duration::days(widen))) {
                     out.insert(d);
                 }
                 d += Duration::days(1);
             }
         }
         out
+    }
+
+    /// Marks these loaded dates provisional (see `reopen`).
+    pub fn reopen_dates(&mut self, dates: &std::collections::BTreeSet<NaiveDate>) {
+        let mut m = self.marks();
+        for (d, (mark, _)) in m.iter_mut() {
+            if dates.contains(d) {
+                mark.provisional = true;
+            }
+        }
+        self.set_marks(m);
     }
 
     /// Marks the loaded dates `begin..=end` provisional (their rows are gone): the next run

@@ -409,3 +409,40 @@ fn state_from_a_newer_release_is_not_rewritten() {
     assert!(err.contains("newer wxcube"), "{err}");
     assert_eq!(std::fs::read(&path).expect("state"), text, "left as it was");
 }
+
+#[test]
+fn a_reload_cut_short_by_the_budget_resumes_on_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reports = ["upstream_msg_hour"];
+    let yaml = pipe("{ seed: 7 }", &reports, "  start: 2025-11-10", "month");
+    let (code, _, _, err) = run(dir.path(), &yaml, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let root = dir.path().join("out");
+    let part = root
+        .join("upstream_msg_hour")
+        .join(format!("account={}", ACCOUNTS[0].name))
+        .join("month=2025-12");
+    std::fs::remove_dir_all(&part).expect("delete partition");
+    // Ten calls left today (71 made): a third of the month comes back, and the folder
+    // exists again.
+    let tight = yaml.replace(
+        "global_requests_per_second: 1000\n",
+        "global_requests_per_second: 1000\n  daily_calls_per_report: 81\n",
+    );
+    let (code, cut, _, err) = run(dir.path(), &tight, &["--json"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(
+        task(&cut, ACCOUNTS[0].name, "upstream_msg_hour")["calls"],
+        10
+    );
+    assert!(part.exists());
+    // The budget back: the rest of the month is fetched, nothing else.
+    let (code, rest, _, err) = run(dir.path(), &yaml, &["--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        task(&rest, ACCOUNTS[0].name, "upstream_msg_hour")["calls"],
+        21,
+        "{rest}"
+    );
+    assert_tables(&root, &reports, "2025-11-10", "after the resumed reload");
+}
