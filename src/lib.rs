@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dates;
 pub mod extract;
+pub mod limit;
 pub mod load;
 pub mod pipeline;
 pub mod plan;
