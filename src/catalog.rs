@@ -233,7 +233,54 @@ pub struct Report {
     pub replacement: Option<&'static str>,
 }
 
+/// WeChat's API permission sets (reference §1.1): 48001/50001 withhold one of them, never
+/// an account's whole API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    User,
+    Article,
+    Message,
+    Interface,
+    Publisher,
+}
+
+impl Permission {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Permission::User => "user",
+            Permission::Article => "article",
+            Permission::Message => "message",
+            Permission::Interface => "interface",
+            Permission::Publisher => "publisher",
+        }
+    }
+
+    /// What the account's owner (or the third-party platform) must grant.
+    pub fn grant(&self) -> &'static str {
+        match self {
+            Permission::User => "user analysis (用户分析; third-party platforms: permission set 2, user management)",
+            Permission::Article => "article analysis (图文分析; third-party platforms: permission set 7, mass-send and notification)",
+            Permission::Message => "message analysis (消息分析; third-party platforms: permission set 1, message management)",
+            Permission::Interface => "interface analysis (接口分析; third-party platforms: permission set 3, account service)",
+            Permission::Publisher => "publisher (流量主) data: the account must be an ad publisher",
+        }
+    }
+}
+
 impl Report {
+    /// The permission set WeChat checks for this report.
+    pub fn permission(&self) -> Permission {
+        if self.status == Status::Publisher {
+            return Permission::Publisher;
+        }
+        match self.path.trim_start_matches("/datacube/get") {
+            p if p.starts_with("usersummary") || p.starts_with("usercumulate") => Permission::User,
+            p if p.starts_with("upstreammsg") => Permission::Message,
+            p if p.starts_with("interfacesummary") => Permission::Interface,
+            _ => Permission::Article,
+        }
+    }
+
     pub fn first_day(&self) -> NaiveDate {
         let (y, m, d) = self.first_day;
         NaiveDate::from_ymd_opt(y, m, d).expect("catalogue first day is a valid date")
@@ -905,7 +952,12 @@ pub static PUBLISHER: &[Report] = &[
                 Item("zone"),
                 "the period in words, e.g. 2020年3月1日至15日"
             ),
-            col!("month", Utf8, Item("month"), "revenue month, YYYYMM"),
+            col!(
+                "settlement_month",
+                Utf8,
+                Item("month"),
+                "revenue month, YYYYMM (WeChat's `month`; renamed: `month` is a partition key)"
+            ),
             col!(
                 "order",
                 Int32,
@@ -974,11 +1026,24 @@ pub static PUBLISHER: &[Report] = &[
             ),
         ],
         // Settlement status moves (settling → paid) for weeks after a half-month ends.
-        key: &["month", "order"],
+        key: &["settlement_month", "order"],
         revise_days: 45,
         replacement: None,
     },
 ];
+
+/// The Hive keys of the output layout. No column may carry one of these names: DuckDB, Polars
+/// and pyarrow replace such a column with the partition value.
+pub const HIVE_KEYS: [&str; 4] = ["account", "date", "month", "year"];
+
+/// Columns renamed since an earlier release, per report: (name in older files, name now).
+/// Files written before the rename merge: their column is read under its new name.
+pub fn former_names(r: &Report) -> &'static [(&'static str, &'static str)] {
+    match r.id {
+        "ad_settlement" => &[("month", "settlement_month")],
+        _ => &[],
+    }
+}
 
 /// Every report: the datacube catalogue, then the publisher reports.
 pub fn all() -> impl Iterator<Item = &'static Report> {
@@ -1051,6 +1116,29 @@ mod tests {
                 assert!(r.replacement.is_some(), "{}", r.id);
             }
         }
+    }
+
+    /// Readers replace a column that shares a Hive key's name with the partition value.
+    #[test]
+    fn no_column_is_named_like_a_hive_key() {
+        let mut seen = 0;
+        for r in all() {
+            for c in r.columns {
+                seen += 1;
+                assert!(
+                    !HIVE_KEYS.contains(&c.name),
+                    "{}.{} is named like a partition key",
+                    r.id,
+                    c.name
+                );
+            }
+            for (old, new) in former_names(r) {
+                assert!(r.column(new).is_some(), "{}: renamed to {new}", r.id);
+                assert!(r.column(old).is_none(), "{}: {old} is still a column", r.id);
+            }
+        }
+        assert!(seen > 200, "{seen} columns checked");
+        assert_eq!(former_names(find("ad_settlement").unwrap()).len(), 1);
     }
 
     #[test]

@@ -491,6 +491,9 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
 fn run_failure(e: run::RunError) -> Failure {
     match e {
         run::RunError::Usage(m) => Failure::usage(m),
+        e @ run::RunError::Layout(crate::layout::LayoutError::Mismatch { .. }) => {
+            Failure::usage(e.to_string())
+        }
         other => Failure::runtime(other.to_string()),
     }
 }
@@ -658,6 +661,7 @@ fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
         ("windows cover", false),
         ("loaded", true),
         ("revise", true),
+        ("reload", true),
         ("deferred", true),
     ]);
     for task in &plan.tasks {
@@ -679,6 +683,7 @@ fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
             cover,
             task.loaded_dates.to_string(),
             task.revise_dates.to_string(),
+            task.reload_dates.to_string(),
             task.deferred.len().to_string(),
         ]);
     }
@@ -699,6 +704,11 @@ fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
             .map(|t| t.revise_dates)
             .sum::<usize>()
             .to_string(),
+        plan.tasks
+            .iter()
+            .map(|t| t.reload_dates)
+            .sum::<usize>()
+            .to_string(),
         plan.deferred().to_string(),
     ]);
     t.render(out);
@@ -709,7 +719,11 @@ fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan_mod::Plan) {
     );
     let _ = writeln!(
         out,
-        "loaded: dates already loaded and final (skipped); revise: loaded dates fetched again because WeChat may still revise them;"
+        "loaded: dates already loaded and final (skipped); revise: loaded dates fetched again because WeChat may still revise them,"
+    );
+    let _ = writeln!(
+        out,
+        "or has not published them yet; reload: loaded dates whose partition is gone from the output, fetched again;"
     );
     let _ = writeln!(
         out,
@@ -855,6 +869,13 @@ fn print_summary(out: &mut impl Write, r: &RunReport, saved: Option<&str>) {
         r.files,
         human_bytes(r.bytes)
     );
+    let provisional: usize = r.tasks.iter().map(|t| t.provisional_dates).sum();
+    if provisional > 0 {
+        let _ = writeln!(
+            out,
+            "{provisional} dates provisional (WeChat flagged them is_delay, or has not published them yet): the next run fetches them again"
+        );
+    }
     if let Some(path) = saved {
         let _ = writeln!(out, "run report: {path}");
     }

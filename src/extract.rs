@@ -6,6 +6,23 @@
 //! Tokens: `/cgi-bin/stable_token` once per account, shared by all its requests, refreshed
 //! before expiry; on 40001/40014/42001 refreshed once (forced when allowed: at most 20 a
 //! day, 30 s apart) and the request replayed.
+//!
+//! What fails what:
+//! - A token source that fails fails its *account* for the rest of the run (`broken`):
+//!   configuration errors at once; transient ones after `token_attempts` (4) of at most
+//!   `token_timeout` (10 s) each; 45011 waits for the next minute within those attempts;
+//!   45009 at a token endpoint is `TokenQuota` (the token source's quota, never a report's:
+//!   nothing is deferred to midnight). Later windows of the account fail without a call.
+//! - A token command runs in its own process group; past its timeout (auth
+//!   `timeout_seconds`, default 60 s) the whole group is killed, and it is tried once more.
+//!   It may print at most 64 KiB.
+//! - 40001 from api_authorizer_token means the component token was superseded: renewed
+//!   once, unless another account of the platform already did.
+//! - Bodies are read in chunks up to a cap (64 KiB for tokens, 64 MiB for data) and
+//!   refused past it: the window fails (a *report* window, not the account).
+//! - No redirect is followed (it would re-send the token in the query or the secret in
+//!   the body to wherever it points): a 3xx fails the call.
+//! - Publisher paging guards are in `paging`: `total_num` is not trusted to end paging.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +39,19 @@ use crate::plan::Window;
 use crate::secret::{redact, Secret};
 use crate::transform::{self, ApiError, DecodeError, Decoded};
 
+mod command;
+mod paging;
+
+pub use paging::PAGE_SIZE as PUBLISHER_PAGE_SIZE;
+
+/// The most a response body may hold: a data window (a publisher page, a day of articles)
+/// is far below it; past it the body is refused, not read into memory.
+pub const DATA_BODY_CAP: usize = 64 << 20;
+/// A token endpoint's answer is a few hundred bytes.
+pub const TOKEN_BODY_CAP: usize = 64 << 10;
+/// A token command that times out is tried once more.
+const COMMAND_ATTEMPTS: u32 = 2;
+
 /// Configuration errors: retrying cannot help; the account fails fast with this hint.
 pub fn config_hint(errcode: i64) -> Option<&'static str> {
     Some(match errcode {
@@ -31,14 +61,20 @@ pub fn config_hint(errcode: i64) -> Option<&'static str> {
         40243 => "the AppSecret is frozen by the account owner",
         41002 => "app_id is missing",
         41004 => "app_secret is missing",
-        48001 => "the account is not authorised for this API (datacube needs a verified account; third-party platforms need the permission set)",
         48004 => "the API is banned for this account",
-        50001 => "the account has not granted this API to the caller",
         50002 => "the account is restricted",
         61023 => "the authorizer refresh token is invalid: re-authorise the account",
         89501 | 89503 | 89506 | 89507 => "WeChat asks the account admin to confirm this caller's IP",
         _ => return None,
     })
+}
+
+fn permission_hint(errcode: i64) -> &'static str {
+    if errcode == 50001 {
+        "the account has not granted this API to the caller"
+    } else {
+        "the account is not authorised for this API (datacube needs a verified account; third-party platforms need the permission set)"
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +96,30 @@ pub enum FetchError {
     Range { errmsg: String },
     #[error("errcode {errcode}: {hint}")]
     Config { errcode: i64, hint: &'static str },
+    /// 48001 / 50001: a permission set is not granted; other reports of the account go on.
+    #[error("errcode {errcode}: {}", permission_hint(*.errcode))]
+    Permission { errcode: i64 },
     #[error("errcode {errcode}: {errmsg}")]
     Api { errcode: i64, errmsg: String },
     #[error("unexpected response: {0}")]
     Decode(DecodeError),
     #[error("gave up after {attempts} attempts; last error: {last}")]
     Exhausted { attempts: u32, last: String },
+    /// The account's token source failed after its own retries; remembered for the run,
+    /// so the account's remaining windows fail at once, without calls.
+    #[error(
+        "its token source ({kind}) failed: {cause}; its remaining windows are not tried this run"
+    )]
+    TokenSource { kind: &'static str, cause: String },
+    /// 45009 from a token endpoint: the token source's quota, not the report's.
+    #[error("the token endpoint's daily quota is exhausted (errcode 45009): something else fetches tokens for this app too often; it resets at China midnight")]
+    TokenQuota,
+    #[error("{what} is larger than {limit} bytes: refused")]
+    TooLarge { what: &'static str, limit: usize },
+    #[error("HTTP {status}: the server redirects{to}; wxcube follows no redirect, which could carry the app secret or access token elsewhere: point api.base_url at the host that answers")]
+    Redirect { status: u16, to: String },
+    #[error("publisher paging: {0}")]
+    Paging(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +148,7 @@ impl FetchError {
             45009 => FetchError::Quota,
             47009 => FetchError::Retired,
             61501 => FetchError::Range { errmsg: e.errmsg },
+            48001 | 50001 => FetchError::Permission { errcode: e.errcode },
             code => match config_hint(code) {
                 Some(hint) => FetchError::Config {
                     errcode: code,
@@ -117,6 +172,11 @@ pub struct RetryPolicy {
     /// Wait on 45011; WeChat's limit is per minute.
     pub minute_wait: Duration,
     pub timeout: Duration,
+    /// Attempts per token fetch (stable_token, token, component): after them the account's
+    /// token source is failed for the run.
+    pub token_attempts: u32,
+    /// A token endpoint's time to answer (at most `timeout`).
+    pub token_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -127,6 +187,8 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(30),
             minute_wait: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
+            token_attempts: 4,
+            token_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -152,6 +214,10 @@ impl Jitter {
 }
 
 impl RetryPolicy {
+    fn token_timeout(&self) -> Duration {
+        self.token_timeout.min(self.timeout)
+    }
+
     /// Exponential backoff with jitter for the n-th retry (1-based).
     pub fn backoff(&self, n: u32, jitter: &Jitter) -> Duration {
         let exp = self
@@ -173,6 +239,27 @@ struct ForcedLog {
     last: Option<Instant>,
 }
 
+#[derive(Clone)]
+enum Broken {
+    Config(i64, &'static str),
+    Source(&'static str, String),
+}
+
+impl Broken {
+    fn error(&self) -> FetchError {
+        match self {
+            Broken::Config(errcode, hint) => FetchError::Config {
+                errcode: *errcode,
+                hint,
+            },
+            Broken::Source(kind, cause) => FetchError::TokenSource {
+                kind,
+                cause: cause.clone(),
+            },
+        }
+    }
+}
+
 /// One account's connection to WeChat: its token source, host, limiter and in-flight cap.
 pub struct AccountClient {
     pub name: String,
@@ -183,8 +270,9 @@ pub struct AccountClient {
     base: std::sync::Mutex<String>,
     failover: std::sync::Mutex<Option<String>>,
     token: Mutex<Option<CachedToken>>,
-    /// A configuration error from the token source: every later request fails fast with it.
-    broken: std::sync::Mutex<Option<(i64, &'static str)>>,
+    /// The token source failed (configuration, or retries spent): every later request
+    /// fails fast with it.
+    broken: std::sync::Mutex<Option<Broken>>,
     /// A component flow may rotate the authorizer refresh token.
     refresh_token: std::sync::Mutex<Option<Secret>>,
     forced: Mutex<ForcedLog>,
@@ -224,6 +312,25 @@ impl AccountClient {
 
     fn base(&self) -> String {
         self.base.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Records a token-source failure for the rest of the run; returns the error every
+    /// later request of the account gets.
+    fn break_with(&self, e: FetchError) -> FetchError {
+        let b = match e {
+            FetchError::Config { errcode, hint } => Broken::Config(errcode, hint),
+            // Already recorded (by a refresh that failed).
+            e @ FetchError::TokenSource { .. } => return e,
+            other => Broken::Source(self.auth.kind(), other.to_string()),
+        };
+        let err = b.error();
+        if let Ok(mut g) = self.broken.lock() {
+            if g.is_none() {
+                tracing::error!(account = %self.name, error = %err, "token source failed");
+                *g = Some(b);
+            }
+        }
+        err
     }
 
     /// Switches to the failover host once; false if there is none left.
@@ -318,17 +425,22 @@ pub struct Fetched {
     pub attempts: u32,
 }
 
-/// Parses a token answer: `(token, expires_in)` from the given field.
-fn token_answer(b: &[u8], field: &str) -> Result<CachedToken, FetchError> {
+/// Parses a token answer: `(token, expires_in)` from the given field. `authorizer`: the
+/// answer of api_authorizer_token, whose 40001 is about the component token, not a secret.
+fn token_answer(b: &[u8], field: &str, authorizer: bool) -> Result<CachedToken, FetchError> {
     let v: Value = serde_json::from_slice(b)
         .map_err(|_| FetchError::Transient("truncated token response".into()))?;
     if let Some(e) = transform::api_error(&v) {
         return Err(match e.errcode {
-            // At a token endpoint 40001 means a wrong secret.
+            // The component_access_token was superseded (the platform fetched a newer one).
+            40001 if authorizer => FetchError::Token { errcode: 40001 },
+            // At a secret's token endpoint 40001 means a wrong secret.
             40001 => FetchError::Config {
                 errcode: 40001,
                 hint: config_hint(40125).unwrap_or(""),
             },
+            // About the token source, never the report being fetched.
+            45009 => FetchError::TokenQuota,
             _ => FetchError::from_api(e),
         });
     }
@@ -355,6 +467,9 @@ fn token_answer(b: &[u8], field: &str) -> Result<CachedToken, FetchError> {
 impl Extractor {
     pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
+            // A redirect would re-send the query (the access token) or the body (the app
+            // secret) to wherever it points: a 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
@@ -371,11 +486,30 @@ impl Extractor {
         })
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<bytes::Bytes, FetchError> {
-        let resp = req.send().await.map_err(|e| transport(&e))?;
+    /// Sends a request; its body, read in chunks up to `cap` bytes.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        cap: usize,
+    ) -> Result<bytes::Bytes, FetchError> {
+        let mut resp = req.send().await.map_err(|e| transport(&e))?;
         let status = resp.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(FetchError::Transient(format!("HTTP {status}")));
+        }
+        if status.is_redirection() {
+            // The host only: the rest of the location may repeat the token.
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| reqwest::Url::parse(l).ok())
+                .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
+                .unwrap_or_default();
+            return Err(FetchError::Redirect {
+                status: status.as_u16(),
+                to,
+            });
         }
         if !status.is_success() {
             return Err(FetchError::Api {
@@ -383,7 +517,41 @@ impl Extractor {
                 errmsg: format!("HTTP {status}"),
             });
         }
-        resp.bytes().await.map_err(|e| transport(&e))
+        let what = if cap == TOKEN_BODY_CAP {
+            "a token response"
+        } else {
+            "a response body"
+        };
+        let too_large = FetchError::TooLarge { what, limit: cap };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large);
+        }
+        let mut chunks: Vec<bytes::Bytes> = Vec::new();
+        let mut len = 0usize;
+        while let Some(c) = resp.chunk().await.map_err(|e| transport(&e))? {
+            len += c.len();
+            if len > cap {
+                return Err(too_large);
+            }
+            chunks.push(c);
+        }
+        // One chunk (the common case) is handed on without a copy.
+        Ok(match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => chunks.concat().into(),
+        })
+    }
+
+    /// Whether a failed token request is tried again, and after what wait.
+    fn token_retry(&self, e: &FetchError, attempt: u32) -> Option<Duration> {
+        if attempt >= self.retry.token_attempts.max(1) {
+            return None;
+        }
+        match e.class() {
+            Class::Retry => Some(self.retry.backoff(attempt, &self.jitter)),
+            Class::WaitMinute => Some(until_next_minute(self.retry.minute_wait)),
+            _ => None,
+        }
     }
 
     /// A token-endpoint call with the retry rules for transient failures and failover.
@@ -402,25 +570,28 @@ impl Extractor {
             attempt += 1;
             self.global.until_ready().await;
             self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let r = match self.send(make(&acct.base())).await {
-                Ok(b) => token_answer(&b, field),
+            let req = make(&acct.base()).timeout(self.retry.token_timeout());
+            let r = match self.send(req, TOKEN_BODY_CAP).await {
+                Ok(b) => token_answer(&b, field, false),
                 Err(e) => Err(e),
             };
             match r {
                 Ok(t) => return Ok(t),
                 Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
-                Err(e) if e.class() == Class::Retry && attempt < self.retry.attempts => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(account = %acct.name, attempt, error = %e, "{what} failed, retrying");
-                    tokio::time::sleep(self.retry.backoff(attempt, &self.jitter)).await;
-                }
-                Err(e) if e.class() == Class::Retry => {
-                    return Err(FetchError::Exhausted {
-                        attempts: attempt,
-                        last: e.to_string(),
-                    })
-                }
-                Err(e) => return Err(e),
+                Err(e) => match self.token_retry(&e, attempt) {
+                    Some(wait) => {
+                        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(account = %acct.name, attempt, error = %e, wait_ms = wait.as_millis() as u64, "{what} failed, retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
+                        return Err(FetchError::Exhausted {
+                            attempts: attempt,
+                            last: format!("{what}: {e}"),
+                        })
+                    }
+                    None => return Err(e),
+                },
             }
         }
     }
@@ -470,7 +641,7 @@ impl Extractor {
                 value: access_token.clone(),
                 expires_at: Instant::now() + Duration::from_secs(86_400 * 365),
             }),
-            Auth::Command { command } => self.command_token(acct, command).await,
+            Auth::Command { command, timeout } => self.command_token(acct, command, *timeout).await,
             Auth::Component {
                 component_appid,
                 component_appsecret,
@@ -507,8 +678,9 @@ impl Extractor {
                         .http
                         .post(url(&acct.base()))
                         .query(&[("component_access_token", ctoken.expose())])
-                        .json(&body);
-                    let r = self.send(req).await.and_then(|b| {
+                        .json(&body)
+                        .timeout(self.retry.token_timeout());
+                    let r = self.send(req, TOKEN_BODY_CAP).await.and_then(|b| {
                         let v: Value = serde_json::from_slice(&b).map_err(|_| {
                             FetchError::Transient("truncated token response".into())
                         })?;
@@ -521,22 +693,26 @@ impl Extractor {
                                 *r = Some(Secret::new(next));
                             }
                         }
-                        token_answer(&b, "authorizer_access_token")
+                        token_answer(&b, "authorizer_access_token", true)
                     });
                     match r {
                         Ok(t) => return Ok(t),
                         Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
-                        Err(e) if e.class() == Class::Retry && attempt < self.retry.attempts => {
-                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(self.retry.backoff(attempt, &self.jitter)).await;
-                        }
-                        // The component token itself was rejected: fetch a new one, once.
-                        Err(FetchError::Token { .. }) if !renewed => {
+                        // The component token was rejected or superseded: fetch a new one,
+                        // once (unless another account of the platform already did).
+                        Err(FetchError::Token { errcode }) if !renewed => {
                             renewed = true;
-                            self.component_tokens
-                                .lock()
-                                .await
-                                .remove(component_appid.as_str());
+                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(account = %acct.name, errcode, "component_access_token rejected, renewing it");
+                            {
+                                let mut cache = self.component_tokens.lock().await;
+                                if cache
+                                    .get(component_appid.as_str())
+                                    .is_some_and(|t| t.value == ctoken)
+                                {
+                                    cache.remove(component_appid.as_str());
+                                }
+                            }
                             ctoken = self
                                 .component_token(
                                     acct,
@@ -546,13 +722,19 @@ impl Extractor {
                                 )
                                 .await?;
                         }
-                        Err(e) if e.class() == Class::Retry => {
-                            return Err(FetchError::Exhausted {
-                                attempts: attempt,
-                                last: e.to_string(),
-                            })
-                        }
-                        Err(e) => return Err(e),
+                        Err(e) => match self.token_retry(&e, attempt) {
+                            Some(wait) => {
+                                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(wait).await;
+                            }
+                            None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
+                                return Err(FetchError::Exhausted {
+                                    attempts: attempt,
+                                    last: format!("api_authorizer_token: {e}"),
+                                })
+                            }
+                            None => return Err(e),
+                        },
                     }
                 }
             }
@@ -601,43 +783,55 @@ impl Extractor {
         &self,
         acct: &AccountClient,
         command: &Secret,
+        timeout: Duration,
     ) -> Result<CachedToken, FetchError> {
-        self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command.expose())
-            .env("WXCUBE_ACCOUNT", &acct.name)
-            .env("WXCUBE_APP_ID", &acct.app_id)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = match tokio::time::timeout(Duration::from_secs(60), child).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => {
-                return Err(FetchError::Config {
-                    errcode: 0,
-                    hint: leak(format!("the token command could not start: {e}")),
-                })
-            }
-            Err(_) => {
-                return Err(FetchError::Transient(
-                    "the token command did not finish within 60 s".into(),
-                ))
+        let env = [
+            ("WXCUBE_ACCOUNT", acct.name.as_str()),
+            ("WXCUBE_APP_ID", acct.app_id.as_str()),
+        ];
+        let mut attempt = 0;
+        let out = loop {
+            attempt += 1;
+            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+            match command::run(command.expose(), &env, timeout).await {
+                Ok(out) => break out,
+                Err(command::Error::Timeout) if attempt < COMMAND_ATTEMPTS => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(account = %acct.name, attempt, timeout_s = timeout.as_secs_f64(), "the token command did not finish in time; killed, trying again");
+                }
+                Err(command::Error::Timeout) => {
+                    return Err(FetchError::Transient(format!(
+                        "the token command did not finish within {} s ({attempt} attempts, each killed with its process group); raise auth.timeout_seconds if it is just slow",
+                        timeout.as_secs_f64()
+                    )))
+                }
+                // Its output and diagnostics may hold secrets: report the status only.
+                Err(command::Error::Failed(status)) => {
+                    return Err(FetchError::Config {
+                        errcode: 0,
+                        hint: leak(format!(
+                            "the token command failed ({status}); run it by hand to see why"
+                        )),
+                    })
+                }
+                Err(command::Error::TooLarge) => {
+                    return Err(FetchError::Config {
+                        errcode: 0,
+                        hint: leak(format!(
+                            "the token command printed more than {} KiB; it must print just the access token",
+                            command::OUTPUT_CAP >> 10
+                        )),
+                    })
+                }
+                Err(command::Error::Spawn(e) | command::Error::Io(e)) => {
+                    return Err(FetchError::Config {
+                        errcode: 0,
+                        hint: leak(format!("the token command could not run: {e}")),
+                    })
+                }
             }
         };
-        if !out.status.success() {
-            // Its output may hold secrets: report the status only.
-            return Err(FetchError::Config {
-                errcode: 0,
-                hint: leak(format!(
-                    "the token command failed ({}); run it by hand to see why",
-                    out.status
-                )),
-            });
-        }
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let token = String::from_utf8_lossy(&out).trim().to_string();
         if token.is_empty() || token.contains(char::is_whitespace) {
             return Err(FetchError::Config {
                 errcode: 0,
@@ -654,8 +848,8 @@ impl Extractor {
     /// The account's current token, fetched or refreshed as needed.
     async fn token(&self, acct: &AccountClient) -> Result<Secret, FetchError> {
         let mut g = acct.token.lock().await;
-        if let Some((errcode, hint)) = acct.broken.lock().ok().and_then(|b| *b) {
-            return Err(FetchError::Config { errcode, hint });
+        if let Some(b) = acct.broken.lock().ok().and_then(|b| b.clone()) {
+            return Err(b.error());
         }
         // Stable tokens rotate in their last 5 minutes: refreshing inside that window gets
         // the next token while the old one still works.
@@ -665,16 +859,12 @@ impl Extractor {
         if let Some(t) = fresh {
             return Ok(t.value.clone());
         }
-        let t = match self.fetch_token(acct, false).await {
-            Ok(t) => t,
-            Err(FetchError::Config { errcode, hint }) => {
-                if let Ok(mut b) = acct.broken.lock() {
-                    *b = Some((errcode, hint));
-                }
-                return Err(FetchError::Config { errcode, hint });
-            }
-            Err(e) => return Err(e),
-        };
+        // Its own retries are spent: every failure is remembered for the run (windows
+        // waiting on the lock then fail at once instead of trying again).
+        let t = self
+            .fetch_token(acct, false)
+            .await
+            .map_err(|e| acct.break_with(e))?;
         let v = t.value.clone();
         *g = Some(t);
         Ok(v)
@@ -714,17 +904,21 @@ impl Extractor {
                 false
             }
         };
+        if let Some(b) = acct.broken.lock().ok().and_then(|b| b.clone()) {
+            return Err(b.error());
+        }
         let t = match self.fetch_token(acct, force).await {
             // Over the forced-refresh allowance: fall back to the current stable token.
-            Err(FetchError::Quota) if force => self.fetch_token(acct, false).await?,
-            r => r?,
-        };
+            Err(FetchError::TokenQuota) if force => self.fetch_token(acct, false).await,
+            r => r,
+        }
+        .map_err(|e| acct.break_with(e))?;
         *g = Some(t);
         Ok(())
     }
 
     /// One window of one report for one account, with every retry rule applied. Publisher
-    /// reports are paged (`page_size` 90) until `total_num` rows or a short page.
+    /// reports are paged (`page_size` 90) until a short page (see `paging`).
     pub async fn fetch(
         &self,
         acct: &AccountClient,
@@ -761,11 +955,11 @@ impl Extractor {
         } else {
             "list"
         };
-        let mut rows: Vec<Value> = Vec::new();
+        let mut pager = paging::Pager::default();
         let mut first: Option<Value> = None;
         let mut attempts = 0;
         for page in 1u32.. {
-            let (v, a) = self
+            let (mut v, a) = self
                 .call(acct, report, w, Some(page), today, calls, held, |b| {
                     let v: Value = serde_json::from_slice(b)
                         .map_err(|e| Err(DecodeError::Json(e.to_string())))?;
@@ -776,26 +970,24 @@ impl Extractor {
                 })
                 .await?;
             attempts += a;
-            let items = v
-                .get(list_key)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let items = match v.get_mut(list_key).map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
             let total = v.get("total_num").and_then(Value::as_u64);
-            let n = items.len();
-            rows.extend(items);
             if first.is_none() {
                 first = Some(v);
             }
-            // total_num is not always the row count (WeChat changed it in 2024): a short
-            // page ends the paging too.
-            if n < PUBLISHER_PAGE_SIZE as usize
-                || total.is_some_and(|t| rows.len() as u64 >= t)
-                || page >= 10_000
-            {
-                break;
+            match pager.take(items, total) {
+                Ok(paging::Step::Next) => {}
+                Ok(paging::Step::Done) => break,
+                Err(m) => {
+                    tracing::warn!(account = %acct.name, report = report.id, window = %w, page, "{m}");
+                    return Err(FetchError::Paging(m));
+                }
             }
         }
+        let rows = pager.rows;
         let mut whole = first.unwrap_or_else(|| json!({}));
         if let Some(o) = whole.as_object_mut() {
             o.remove(list_key);
@@ -858,7 +1050,7 @@ impl Extractor {
                             ("end_date", &dates::fmt(w.end)),
                         ]),
                 };
-                match self.send(req).await {
+                match self.send(req, DATA_BODY_CAP).await {
                     Ok(bytes) => match check(&bytes) {
                         Ok(v) => return Ok((v, attempt)),
                         Err(Ok(api)) => Err(FetchError::from_api(api)),
@@ -912,9 +1104,6 @@ impl Extractor {
         }
     }
 }
-
-/// Rows per publisher page: WeChat's maximum.
-pub const PUBLISHER_PAGE_SIZE: u32 = 90;
 
 /// Time to the next minute boundary (scaled down when `minute` is shorter, for tests).
 fn until_next_minute(minute: Duration) -> Duration {
@@ -973,7 +1162,7 @@ mod tests {
                 errcode: 48001,
                 errmsg: String::new()
             }),
-            FetchError::Config { .. }
+            FetchError::Permission { errcode: 48001 }
         ));
     }
 
@@ -986,5 +1175,206 @@ mod tests {
         assert!(b1 <= Duration::from_millis(500) && b1 >= Duration::from_millis(250));
         assert!(b5 >= Duration::from_secs(4) && b5 <= Duration::from_secs(8));
         assert!(p.backoff(30, &j) <= p.max);
+    }
+
+    /// A loopback HTTP/1.1 server: `answer(request line, body)` gives (status, extra
+    /// headers, body); every request (line and body) is recorded.
+    struct Fake {
+        port: u16,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    type Answer = (u16, String, Vec<u8>);
+
+    impl Fake {
+        fn start(answer: impl Fn(&str, &str) -> Answer + Send + 'static) -> Fake {
+            use std::io::{BufRead, BufReader, Read, Write};
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut c) = conn else { return };
+                    let mut r = BufReader::new(c.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    if r.read_line(&mut line).is_err() {
+                        continue;
+                    }
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = r.read_exact(&mut body);
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    log.lock()
+                        .expect("log")
+                        .push(format!("{}\n{body}", line.trim()));
+                    let (status, headers, out) = answer(line.trim(), &body);
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+                        out.len()
+                    );
+                    let _ = c.write_all(head.as_bytes());
+                    let _ = c.write_all(&out);
+                }
+            });
+            Fake { port, seen }
+        }
+
+        fn url(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().expect("log").clone()
+        }
+    }
+
+    fn ok(body: &str) -> Answer {
+        (200, String::new(), body.as_bytes().to_vec())
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_millis(5),
+            minute_wait: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn account(auth: Auth) -> Account {
+        Account {
+            name: "brand_cn".into(),
+            app_id: "wxtest0000000001".into(),
+            app_secret: Secret::new("the-app-secret"),
+            auth,
+            region: None,
+        }
+    }
+
+    fn window() -> (&'static Report, Window, chrono::NaiveDate) {
+        let d = |s| dates::parse(s).expect("date");
+        let w = Window {
+            begin: d("2026-01-10"),
+            end: d("2026-01-16"),
+        };
+        (
+            crate::catalog::find("user_summary").expect("report"),
+            w,
+            d("2026-01-20"),
+        )
+    }
+
+    const TOKEN: &str = r#"{"access_token":"tok-123","expires_in":7200}"#;
+
+    /// A redirect to another host would re-send the secret: it is not followed, and the
+    /// error says so.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let elsewhere = Fake::start(|_, _| ok(TOKEN));
+        let to = format!("{}/cgi-bin/stable_token", elsewhere.url());
+        let front = Fake::start(move |_, _| (302, format!("Location: {to}\r\n"), Vec::new()));
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &front.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("302") && msg.contains("redirect") && msg.contains("127.0.0.1"),
+            "{msg}"
+        );
+        assert!(!msg.contains("the-app-secret"), "{msg}");
+        assert_eq!(front.seen().len(), 1, "a redirect is not retried");
+        assert!(elsewhere.seen().is_empty(), "the other host got nothing");
+    }
+
+    /// A body past its cap is refused (here a token answer of 100 KiB), and the token
+    /// failure is remembered: the next window makes no call at all.
+    #[tokio::test]
+    async fn oversized_bodies_are_refused_and_a_failed_token_source_is_remembered() {
+        let big = format!(
+            r#"{{"access_token":"{}","expires_in":7200}}"#,
+            "a".repeat(100 << 10)
+        );
+        let fake = Fake::start(move |_, _| ok(&big));
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, FetchError::TokenSource { kind: "stable_token", cause } if cause.contains("larger than 65536 bytes")),
+            "{e}"
+        );
+        let calls = fake.seen().len();
+        let again = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("remembered");
+        assert!(matches!(again, FetchError::TokenSource { .. }), "{again}");
+        assert_eq!(fake.seen().len(), calls, "no more token attempts");
+    }
+
+    /// 45011 at a token endpoint waits for the next minute and tries again; 45009 there
+    /// fails the token source, never the report's quota.
+    #[tokio::test]
+    async fn token_endpoint_minute_limit_and_quota() {
+        let n = Arc::new(AtomicU64::new(0));
+        let m = Arc::clone(&n);
+        let body =
+            json!({"ref_date": "2026-01-10", "user_source": 0, "new_user": 1, "cancel_user": 0});
+        let data = json!({ "list": [body] }).to_string();
+        let fake = Fake::start(move |line, _| {
+            if line.contains("stable_token") {
+                if m.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return ok(r#"{"errcode":45011,"errmsg":"api minute-quota reach limit"}"#);
+                }
+                return ok(TOKEN);
+            }
+            ok(&data)
+        });
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let f = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .expect("fetched after 45011");
+        assert_eq!(f.decoded.batch.num_rows(), 1);
+        assert_eq!(n.load(Ordering::SeqCst), 3);
+
+        let fake = Fake::start(|_, _| {
+            ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#)
+        });
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("failed");
+        assert!(
+            matches!(&e, FetchError::TokenSource { cause, .. } if cause.contains("45009")),
+            "{e:?}"
+        );
+        assert_eq!(fake.seen().len(), 1, "45009 is not retried");
     }
 }

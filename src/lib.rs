@@ -4,9 +4,11 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod dates;
 pub mod extract;
+pub mod layout;
 pub mod limit;
 pub mod load;
 pub mod pipeline;

@@ -6,6 +6,22 @@
 //! and makes it visible in one step (see `store`). It is safe to repeat: the same windows
 //! give the same file. A partition that does not exist yet skips all of that: the run
 //! streamed its windows, in date order, into the very file to commit ([`PartStream`]).
+//!
+//! Files written by other releases or rewritten by other tools merge when their columns
+//! agree in name, type and nullability (see `compat`); the rewrite gives them the current
+//! schema and metadata. A file that does not agree (a column missing, retyped or added; not
+//! readable as Parquet, e.g. truncated) is quarantined: copied to
+//! `_wxcube/quarantine/<time>-<pid>/<report>/account=<a>/<part>/data.parquet`, the dates of
+//! its partition reopened in state (provisional: fetched again by the next run, wherever
+//! they lie), then deleted from the table only if it is still the version read. The commit
+//! then fails with [`LoadError::Quarantined`], which stops that table and account's
+//! partition only (exit 3, the message names both files). Decision: the run does *not*
+//! commit its fresh rows into a new file there. The partition stays empty until the next
+//! run fetches all its loaded dates again and writes it whole, so state never holds a date
+//! of it as final while the table lacks it, and no fetched window is recorded for a
+//! partition a person may be looking into; the cost is the calls of the fresh windows, made
+//! again. A store error while reading (network, permissions) is not a bad file: it fails or
+//! retries as any store error and nothing is moved.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -40,8 +56,22 @@ pub enum LoadError {
     },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("{path} has a different schema than table {report}; refusing to mix them")]
-    Schema { path: String, report: &'static str },
+    #[error("{path} cannot be read into table {report}: {reason}")]
+    Schema {
+        path: String,
+        report: &'static str,
+        reason: String,
+    },
+    /// An existing file that cannot merge, moved aside; its dates are fetched again.
+    #[error("{path} cannot merge into table {report}: {reason}. Moved to {moved_to} (nothing deleted); its dates {begin}..{end} are reopened, so the next run fetches them again, whatever its range. Inspect the moved file, then delete it")]
+    Quarantined {
+        path: String,
+        moved_to: String,
+        reason: String,
+        report: &'static str,
+        begin: NaiveDate,
+        end: NaiveDate,
+    },
 }
 
 impl LoadError {
@@ -57,6 +87,30 @@ pub fn partition_value(p: Partition, d: NaiveDate) -> String {
         Partition::Month => format!("month={:04}-{:02}", d.year(), d.month()),
         Partition::Year => format!("year={:04}", d.year()),
     }
+}
+
+/// The dates a Hive folder (`month=2025-01`, `date=...`, `year=...`) holds.
+pub fn partition_dates(part: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let (key, v) = part.split_once('=')?;
+    let (begin, end) = match key {
+        "date" => {
+            let d = crate::dates::parse(v)?;
+            (d, d)
+        }
+        "month" => {
+            let b = NaiveDate::parse_from_str(&format!("{v}-01"), "%Y-%m-%d").ok()?;
+            (b, b.checked_add_months(chrono::Months::new(1))?.pred_opt()?)
+        }
+        "year" => {
+            let y: i32 = v.parse().ok()?;
+            (
+                NaiveDate::from_ymd_opt(y, 1, 1)?,
+                NaiveDate::from_ymd_opt(y, 12, 31)?,
+            )
+        }
+        _ => return None,
+    };
+    Some((begin, end))
 }
 
 pub fn file_rel(report: &str, account: &str, part: &str) -> String {
@@ -344,17 +398,16 @@ pub async fn commit_fresh(
             }
         }
         if let Some((bytes, _)) = existing {
-            let old = decode_file(bytes).map_err(|source| LoadError::Parquet {
-                path: store.describe(&rel),
-                source,
-            })?;
-            for b in old {
-                if b.schema().fields() != target.fields() {
-                    return Err(LoadError::Schema {
-                        path: store.describe(&rel),
-                        report: report.id,
-                    });
+            let old = match existing_rows(report, &target, bytes.clone()) {
+                Ok(old) => old,
+                Err(reason) => {
+                    match quarantine(store, report, account, part, &bytes, &tag, reason).await {
+                        Err(LoadError::Store(StoreError::Conflict { .. })) => continue,
+                        Ok(e) | Err(e) => return Err(e),
+                    }
                 }
+            };
+            for b in old {
                 let dates = ref_dates(&b);
                 let old_keys = if by_key {
                     Some(key_rows(report, &b)?)
@@ -373,7 +426,7 @@ pub async fn commit_fresh(
                     .collect();
                 let kept = filter_record_batch(&b, &keep)?;
                 if kept.num_rows() > 0 {
-                    parts.push(kept.with_schema(Arc::clone(&target))?);
+                    parts.push(kept);
                 }
             }
         }
@@ -448,10 +501,15 @@ pub async fn drop_keys(
         let Some((bytes, tag)) = store.read(&rel).await? else {
             return Ok(0);
         };
-        let old = decode_file(bytes).map_err(|source| LoadError::Parquet {
-            path: store.describe(&rel),
-            source,
-        })?;
+        let old = match existing_rows(report, &target, bytes.clone()) {
+            Ok(old) => old,
+            Err(reason) => {
+                match quarantine(store, report, account, part, &bytes, &tag, reason).await {
+                    Err(LoadError::Store(StoreError::Conflict { .. })) => continue,
+                    Ok(e) | Err(e) => return Err(e),
+                }
+            }
+        };
         let mut kept = Vec::new();
         let mut dropped = 0;
         for b in old {
@@ -460,7 +518,7 @@ pub async fn drop_keys(
                 .map(|i| Some(!keys.contains(k.row(i).as_ref())))
                 .collect();
             dropped += b.num_rows() - keep.true_count();
-            kept.push(filter_record_batch(&b, &keep)?.with_schema(Arc::clone(&target))?);
+            kept.push(filter_record_batch(&b, &keep)?);
         }
         if dropped == 0 {
             return Ok(0);
@@ -490,6 +548,75 @@ fn dedupe_by_key(
         .map(|i| Some(seen.insert(keys.row(i).as_ref().to_vec())))
         .collect();
     Ok((filter_record_batch(b, &keep)?, seen))
+}
+
+/// The rows of an existing file in the table's schema, or why the file cannot merge.
+fn existing_rows(
+    report: &Report,
+    target: &arrow::datatypes::SchemaRef,
+    bytes: Bytes,
+) -> Result<Vec<RecordBatch>, String> {
+    let old = decode_file(bytes).map_err(|e| format!("it is not a readable Parquet file ({e})"))?;
+    old.iter()
+        .map(|b| crate::compat::conform(report, target, b))
+        .collect()
+}
+
+/// Moves a file that cannot merge out of the table (see the module doc) and returns the
+/// error that says so. `Err(Conflict)`: the file changed since it was read; read it again.
+async fn quarantine(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    part: &str,
+    bytes: &Bytes,
+    tag: &crate::store::Tag,
+    reason: String,
+) -> Result<LoadError, LoadError> {
+    let rel = file_rel(report.id, account, part);
+    let Some((mut begin, end)) = partition_dates(part) else {
+        return Err(LoadError::Schema {
+            path: store.describe(&rel),
+            report: report.id,
+            reason,
+        });
+    };
+    if crate::catalog::replaced_by_key(report) {
+        // Rows dated by update: a half-month settles ~10-25 days before its row's date.
+        begin -= chrono::Duration::days(31);
+    }
+    let stamp = format!(
+        "{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    );
+    let dest = format!("_wxcube/quarantine/{stamp}/{rel}");
+    // Copy first: the original goes only once the copy is stored.
+    match store.write(&dest, bytes.clone(), &Default::default()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => {
+            let same = store.read(&dest).await?.is_some_and(|(b, _)| b == *bytes);
+            if !same {
+                return Err(StoreError::Conflict {
+                    path: store.describe(&dest),
+                }
+                .into());
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // Reopen before deleting: a failure in between costs a re-fetch, never a lost date.
+    crate::state::update(store, report.id, account, |st| st.reopen(begin, end)).await?;
+    store.delete_if(&rel, tag).await?;
+    tracing::error!(report = report.id, account, partition = part, moved_to = %store.describe(&dest), reason = %reason, "file cannot merge: quarantined");
+    Ok(LoadError::Quarantined {
+        path: store.describe(&rel),
+        moved_to: store.describe(&dest),
+        reason,
+        report: report.id,
+        begin,
+        end,
+    })
 }
 
 enum MergeError {
@@ -819,9 +946,14 @@ pub async fn read_table(
     }
     let target = schema(report);
     let parts = parts
-        .into_iter()
-        .map(|b| b.with_schema(Arc::clone(&target)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .iter()
+        .map(|b| crate::compat::conform(report, &target, b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| LoadError::Schema {
+            path: store.describe(&prefix),
+            report: report.id,
+            reason,
+        })?;
     Ok(Some(concat_batches(&target, &parts)?))
 }
 
@@ -1121,6 +1253,107 @@ mod tests {
         assert!(s.push(one(3)).is_err());
     }
 
+    /// A partition nobody can read is moved aside, never deleted, by both the merge and the
+    /// key replacement; its dates (settlements: a month earlier too) are reopened.
+    #[tokio::test]
+    async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        for (id, part) in [
+            ("upstream_msg", "month=2025-01"),
+            ("ad_settlement", "month=2024-03"),
+        ] {
+            let r = catalog::find(id).unwrap();
+            let rel = file_rel(id, "a", part);
+            let junk = Bytes::from_static(b"PAR1 not really");
+            store
+                .write(&rel, junk.clone(), &Default::default())
+                .await
+                .unwrap();
+            crate::state::update(&store, id, "a", |st| {
+                st.record(
+                    &[crate::state::LoadedWindow::new(
+                        w("2023-12-01", "2025-02-10"),
+                        false,
+                    )],
+                    parse("2025-02-10").unwrap(),
+                    chrono::Utc::now(),
+                )
+            })
+            .await
+            .unwrap();
+            let e = if catalog::replaced_by_key(r) {
+                drop_keys(&store, r, "a", part, &Default::default(), Compression::Zstd).await
+            } else {
+                commit_partition(
+                    &store,
+                    r,
+                    "a",
+                    part,
+                    &[w("2025-01-02", "2025-01-02")],
+                    &[],
+                    Compression::Zstd,
+                )
+                .await
+                .map(|c| c.rows)
+            };
+            let Err(LoadError::Quarantined {
+                moved_to,
+                begin,
+                end,
+                ..
+            }) = e
+            else {
+                panic!("{id}: {e:?}");
+            };
+            assert!(
+                store.read(&rel).await.unwrap().is_none(),
+                "{id}: out of the table"
+            );
+            let moved = moved_to.strip_prefix(dir.path().to_str().unwrap()).unwrap();
+            assert!(
+                moved.starts_with("/_wxcube/quarantine/") && moved.ends_with(&rel),
+                "{moved}"
+            );
+            assert_eq!(
+                store
+                    .read(moved.trim_start_matches('/'))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0,
+                junk
+            );
+            let (st, _) = crate::state::read(&store, id, "a").await.unwrap();
+            // Reopened: still loaded, but provisional, so the next run fetches them.
+            let open = |d: &str| {
+                let d = parse(d).unwrap();
+                st.loaded
+                    .iter()
+                    .find(|x| x.begin <= d && d <= x.end)
+                    .map(|x| x.provisional)
+            };
+            let (first, last) = partition_dates(part).unwrap();
+            assert_eq!(end, last);
+            for d in [first, last] {
+                assert_eq!(open(&crate::dates::fmt(d)), Some(true), "{id} {d}");
+            }
+            let next = crate::dates::fmt(last.succ_opt().unwrap());
+            assert_eq!(open(&next), Some(false), "{id}: the next month stays final");
+            if catalog::replaced_by_key(r) {
+                assert_eq!(begin, parse("2024-01-30").unwrap(), "31 days before");
+                assert_eq!(
+                    open("2024-02-15"),
+                    Some(true),
+                    "settled before the rows' dates"
+                );
+            } else {
+                assert_eq!(begin, first);
+                assert_eq!(open("2024-12-31"), Some(false));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn drop_keys_removes_only_those_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -1163,7 +1396,10 @@ mod tests {
         );
         let t = read_table(&store, r, "a").await.unwrap().unwrap();
         assert_eq!(t.num_rows(), 1);
-        let months = t.column_by_name("month").unwrap().as_string::<i32>();
+        let months = t
+            .column_by_name("settlement_month")
+            .unwrap()
+            .as_string::<i32>();
         assert_eq!(months.value(0), "202402");
         assert_eq!(
             drop_keys(&store, r, "a", "month=2024-03", &keys, Compression::Zstd)

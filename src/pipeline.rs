@@ -24,13 +24,15 @@ pub struct Pipeline {
 }
 
 #[derive(Debug, Clone)]
+// One per pipeline: the simulator's settings need no box.
+#[allow(clippy::large_enum_variant)]
 pub enum Api {
     /// WeChat (or a compatible server) at this base URL, without a trailing slash.
     BaseUrl(String),
     /// One of WeChat's hosts, with failover to the backup host on connection errors.
     Region(Region),
     /// The built-in simulator, started on loopback for the run.
-    Simulator(SimConfig),
+    Simulator(Box<SimConfig>),
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
@@ -95,8 +97,12 @@ pub enum Auth {
     /// A token handed in (e.g. `${WECHAT_ACCESS_TOKEN}`); it cannot be refreshed.
     Static { access_token: Secret },
     /// A command that prints a token (a central token server's client), run with
-    /// WXCUBE_ACCOUNT and WXCUBE_APP_ID set; re-run when WeChat rejects the token.
-    Command { command: Secret },
+    /// WXCUBE_ACCOUNT and WXCUBE_APP_ID set; re-run when WeChat rejects the token. A run
+    /// longer than `timeout` is killed with its whole process group.
+    Command {
+        command: Secret,
+        timeout: std::time::Duration,
+    },
     /// A third-party platform acting for an authorised account.
     Component {
         component_appid: String,

@@ -41,6 +41,25 @@ impl std::fmt::Display for Window {
     }
 }
 
+/// How many of the latest ready days WeChat may still publish late (reference §4.2: data
+/// still missing at 09:00 some mornings). A date whose answer held no rows is not final
+/// while its period ended in them: a run the same morning, or the next day's, asks again.
+pub const LATE_DAYS: i64 = 2;
+
+/// The last day of the period a row dated `d` describes (a week's Monday, a month's 1st).
+pub fn period_end(report: &Report, d: NaiveDate) -> NaiveDate {
+    match report.cadence {
+        Cadence::Daily => d,
+        Cadence::Weekly => d + Duration::days(6),
+        Cadence::Monthly => dates::month_end(d),
+    }
+}
+
+/// Whether an empty answer for `d` may only mean WeChat has not published it yet.
+pub fn may_be_late(report: &Report, d: NaiveDate, ready: NaiveDate) -> bool {
+    period_end(report, d) > ready - Duration::days(LATE_DAYS)
+}
+
 /// Dates in `[start, end]` that can carry a row of `report`, given the latest ready day.
 pub fn row_dates(
     report: &Report,
@@ -111,6 +130,9 @@ pub struct Loaded {
     /// Row dates loaded but not final (provisional, or WeChat may still revise them):
     /// fetched again even when they lie outside the pipeline's range.
     pub revisable: BTreeSet<NaiveDate>,
+    /// Row dates loaded whose partition is gone from the store: fetched again wherever
+    /// they lie.
+    pub lost: BTreeSet<NaiveDate>,
     /// Calls already made today (China) for this account and report, counted against the
     /// daily budget.
     pub calls_today: u32,
@@ -128,6 +150,8 @@ pub struct Task {
     pub loaded_dates: usize,
     /// Row dates re-fetched because WeChat may still revise them.
     pub revise_dates: usize,
+    /// Row dates re-fetched because the partition holding them is gone from the store.
+    pub reload_dates: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,8 +195,17 @@ pub fn build(
                 loaded(&acct.name, r)
             };
             let mut needed = BTreeSet::new();
-            let (mut loaded_dates, mut revise_dates) = (0, 0);
+            let (mut loaded_dates, mut revise_dates, mut reload_dates) = (0, 0, 0);
+            for &d in &have.lost {
+                if !row_dates(r, d, d, ready).is_empty() {
+                    reload_dates += 1;
+                    needed.insert(d);
+                }
+            }
             for d in all {
+                if needed.contains(&d) {
+                    continue;
+                }
                 if have.finals.contains(&d) {
                     loaded_dates += 1;
                 } else {
@@ -209,6 +242,7 @@ pub fn build(
                 deferred,
                 loaded_dates,
                 revise_dates,
+                reload_dates,
             });
         }
     }

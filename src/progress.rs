@@ -531,6 +531,7 @@ mod tests {
             deferred: Vec::new(),
             loaded_dates: 0,
             revise_dates: 0,
+            reload_dates: 0,
         }
     }
 

@@ -8,7 +8,7 @@
 //! arrived (or failed), the partition is committed once, and state is recorded for the
 //! windows whose partitions are all committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +27,7 @@ use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy
 use crate::load::{self, partitions_of, split};
 use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan, Window};
-use crate::state::{self, ReportState, Stop};
+use crate::state::{self, LoadedWindow, ReportState, Stop};
 use crate::store::{Store, StoreError};
 use crate::transform::from_date32;
 
@@ -87,6 +87,9 @@ pub enum RunError {
     Sim(std::io::Error),
     #[error("{0}")]
     Setup(String),
+    /// The pipeline's layout disagrees with the table's (a usage error: exit 2).
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 /// Per account and report: what happened.
@@ -102,6 +105,9 @@ pub struct TaskReport {
     pub bytes: u64,
     pub deferred: Vec<Window>,
     pub failed: Vec<Window>,
+    /// Dates loaded but not final: `is_delay`, or no rows yet for one of the latest ready
+    /// days (WeChat publishes late some mornings); the next run fetches them again.
+    pub provisional_dates: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -175,6 +181,63 @@ pub async fn read_states(
     Ok(out)
 }
 
+/// Checks state against what is stored: one listing per table and account. Returns the
+/// loaded dates whose partition is gone; state from a release that did not note its
+/// partitions gets the ones present now (in memory; the run's state writes keep them).
+async fn reconcile(
+    store: &Store,
+    p: &Pipeline,
+    states: &mut HashMap<(String, &'static str), ReportState>,
+) -> Result<HashMap<(String, &'static str), BTreeSet<NaiveDate>>, RunError> {
+    let mut lost = HashMap::new();
+    for ((account, report), st) in states.iter_mut() {
+        if st.loaded.is_empty() {
+            continue;
+        }
+        let prefix = format!("{report}/account={account}/");
+        let present: BTreeSet<String> = store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter(|f| f.ends_with("/data.parquet"))
+            .filter_map(|f| f.strip_prefix(&prefix)?.split('/').next().map(String::from))
+            .collect();
+        if st.parts.is_none() {
+            st.parts = Some(present);
+            continue;
+        }
+        let gone = st.lost_dates(&present, p.output.partition);
+        if !gone.is_empty() {
+            tracing::warn!(account = %account, report = *report, dates = gone.len(), "partitions recorded as loaded are gone from the store: their dates are fetched again");
+            lost.insert((account.clone(), *report), gone);
+        }
+    }
+    Ok(lost)
+}
+
+/// A pinned "today" after the real China date would ask WeChat's production hosts for days
+/// that do not exist yet and record them as loaded; the simulator and other base URLs
+/// (tests, replays) may be driven to any date.
+fn refuse_future_today(p: &Pipeline, clock: &Clock) -> Result<(), RunError> {
+    let production = match p.api {
+        Api::Region(_) => true,
+        Api::BaseUrl(ref u) => {
+            u.contains(".weixin.qq.com") || p.accounts.iter().any(|a| a.region.is_some())
+        }
+        Api::Simulator(_) => false,
+    };
+    let real = Clock::system().today();
+    if production && clock.is_pinned() && clock.today() > real {
+        return Err(RunError::Usage(format!(
+            "--today {} is after today's date in China ({}): WeChat has no data for those days. Leave --today out, or pin a date up to {}",
+            crate::dates::fmt(clock.today()),
+            crate::dates::fmt(real),
+            crate::dates::fmt(real)
+        )));
+    }
+    Ok(())
+}
+
 /// The plan for a pipeline, with state applied.
 pub async fn make_plan(
     p: &Pipeline,
@@ -183,7 +246,9 @@ pub async fn make_plan(
     store: &Store,
 ) -> Result<(Plan, HashMap<(String, &'static str), ReportState>), RunError> {
     let (accounts, reports) = select(p, opts)?;
-    let states = read_states(store, p, &accounts, &reports).await?;
+    crate::layout::check(store, &reports, p.output.partition, false).await?;
+    let mut states = read_states(store, p, &accounts, &reports).await?;
+    let lost = reconcile(store, p, &mut states).await?;
     let today = clock.today();
     let mut plan = plan::build(
         p,
@@ -192,10 +257,19 @@ pub async fn make_plan(
         &reports,
         opts.full_refresh,
         &|acct, r| {
-            states
-                .get(&(acct.to_string(), r.id))
+            let key = (acct.to_string(), r.id);
+            let mut l = states
+                .get(&key)
                 .map(|s| s.loaded(r, today))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            if let Some(gone) = lost.get(&key) {
+                for d in gone {
+                    l.finals.remove(d);
+                    l.revisable.remove(d);
+                }
+                l.lost = gone.clone();
+            }
+            l
         },
     );
     // Stops (quota until tomorrow, retired) defer the whole task.
@@ -238,6 +312,9 @@ enum StopKind {
     Quota,
     /// 47009: the API is offline for this account.
     Retired,
+    /// 48001 / 50001: the report's permission set is not granted; the account's other
+    /// reports go on, and later runs try again.
+    Permission,
 }
 
 /// Per task (account × report) bookkeeping in the loader.
@@ -252,8 +329,8 @@ struct Tracker {
     keyed: Vec<RecordBatch>,
     /// Windows fetched, per partition.
     fetched: BTreeMap<String, Vec<Window>>,
-    /// Per window: partitions not yet committed, and whether it was provisional.
-    open: BTreeMap<Window, (usize, bool)>,
+    /// Per window: partitions not yet committed, and its provisional dates.
+    open: BTreeMap<Window, (usize, BTreeSet<NaiveDate>)>,
 }
 
 pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport, RunError> {
@@ -263,16 +340,24 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         Utc::now().format("%Y%m%dT%H%M%SZ"),
         std::process::id()
     );
+    refuse_future_today(p, &clock)?;
     let store = Arc::new(Store::open(&p.output.uri)?);
     let (plan, states) = make_plan(p, &clock, opts, &store).await?;
     let today = plan.today;
+    let mut writing: Vec<&'static Report> = Vec::new();
+    for t in plan.tasks.iter().filter(|t| !t.windows.is_empty()) {
+        if let Some(r) = catalog::find(t.report).filter(|r| !writing.iter().any(|w| w.id == r.id)) {
+            writing.push(r);
+        }
+    }
+    crate::layout::check(&store, &writing, p.output.partition, true).await?;
 
     let mut sim = None;
     let (base, failover) = match &p.api {
         Api::BaseUrl(u) => (u.clone(), None),
         Api::Region(r) => (r.base_url().to_string(), r.failover().map(String::from)),
         Api::Simulator(cfg) => {
-            let h = crate::sim::start(cfg.clone(), clock)
+            let h = crate::sim::start((**cfg).clone(), clock)
                 .await
                 .map_err(RunError::Sim)?;
             let u = h.base_url();
@@ -338,7 +423,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     .order
                     .push_back(*w);
             }
-            tr.open.insert(*w, (parts.len(), false));
+            tr.open.insert(*w, (parts.len(), BTreeSet::new()));
         }
         trackers.push(tr);
     }
@@ -386,6 +471,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             ntasks,
             p.limits.max_in_flight as usize,
             today,
+            probe_tasks(&plan, &states, ai),
             tx.clone(),
         )));
     }
@@ -398,7 +484,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     // stalls the fetching; the loader only does bookkeeping.
     let slots = Arc::new(tokio::sync::Semaphore::new(COMMITS_IN_FLIGHT));
     let mut jobs: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
-    let mut states_pending: Vec<Vec<(Window, bool)>> = vec![Vec::new(); plan.tasks.len()];
+    let mut states_pending: Vec<Vec<LoadedWindow>> = vec![Vec::new(); plan.tasks.len()];
+    // Folders committed since the task's last state write.
+    let mut parts_pending: Vec<Vec<String>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
     // Calls already counted against the daily budget by the state writes: the last write of
     // a task usually counts them all, so the closing bookkeeping needs no write of its own.
@@ -427,7 +515,8 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         }
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
-                        let rows_in = batch.num_rows();
+                        let late_dates = dates_present(tr.report, &batch, msg.window, ready);
+                        let late_dates = |d: NaiveDate| late_dates.contains(&d);
                         if keyed {
                             tr.keyed.push(batch);
                         } else {
@@ -448,11 +537,10 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         for part in &parts {
                             tr.fetched.entry(part.clone()).or_default().push(msg.window);
                         }
-                        // An empty answer for the latest ready day may only mean WeChat has
-                        // not published it yet (reference §4.2): keep it provisional.
-                        let early = rows_in == 0 && msg.window.contains(ready);
+                        let provisional = provisional_dates(tr.report, msg.window, is_delay, ready, late_dates);
+                        rep.provisional_dates += provisional.len();
                         if let Some(o) = tr.open.get_mut(&msg.window) {
-                            o.1 = is_delay || early;
+                            o.1 = provisional;
                         }
                     }
                     Outcome::Deferred(reason, calls) => {
@@ -522,55 +610,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
-                            return Done::Commit { task, part, windows, rows: n, files: 1, result };
+                            let parts = vec![part.clone()];
+                            return Done::Commit { task, part, parts, windows, rows: n, files: 1, result };
                         }
-                        // Rows replaced by key land in the partitions of their own dates.
-                        let rows = keyed_rows;
-                        let mut by_part: BTreeMap<String, Vec<load::Fresh>> = BTreeMap::new();
-                        for b in &rows {
-                            match split(b, partition) {
-                                Ok(parts) => {
-                                    for (pv, pb) in parts {
-                                        by_part.entry(pv).or_default().push(load::Fresh::Batch(pb));
-                                    }
-                                }
-                                Err(e) => return Done::Commit { task, part, windows, rows: n, files: 0, result: Err(e) },
-                            }
-                        }
-                        let mut total = load::Committed::default();
-                        let files = by_part.len();
-                        let by_part_names: Vec<String> = by_part.keys().cloned().collect();
-                        for (pv, batches) in by_part {
-                            match commit_with_retry(&store, report, &account, &pv, &[], &batches, compression, &retry).await {
-                                Ok(c) => {
-                                    total.rows += c.rows;
-                                    total.bytes += c.bytes;
-                                }
-                                Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
-                            }
-                        }
-                        // A keyed row whose date moved lives on in its old partition: drop it there
-                        // (after the new rows are safely written).
-                        let keys = match load::keys_of(report, &rows) {
-                            Ok(k) => k,
-                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e) },
-                        };
-                        let written: Vec<String> = by_part_names;
-                        let prefix = format!("{}/account={account}/", report.id);
-                        let existing = match store.list(&prefix).await {
-                            Ok(l) => l,
-                            Err(e) => return Done::Commit { task, part, windows, rows: n, files, result: Err(e.into()) },
-                        };
-                        for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
-                            let pv = f.trim_start_matches(&prefix).trim_end_matches("/data.parquet").to_string();
-                            if written.contains(&pv) {
-                                continue;
-                            }
-                            if let Err(e) = load::drop_keys(&store, report, &account, &pv, &keys, compression).await {
-                                return Done::Commit { task, part, windows, rows: n, files, result: Err(e) };
-                            }
-                        }
-                        Done::Commit { task, part, windows, rows: n, files, result: Ok(total) }
+                        let (parts, files, result) = commit_keyed(&store, report, &account, &keyed_rows, partition, compression, &retry).await;
+                        Done::Commit { task, part, parts, windows, rows: n, files, result }
                     });
                 }
             }
@@ -584,11 +628,12 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 };
                 // The task whose state may need a write now (none after a failed one).
                 let next_state = match done {
-                    Done::Commit { task, part, windows, rows, files, result } => {
+                    Done::Commit { task, part, parts, windows, rows, files, result } => {
                         let tr = &mut trackers[task];
                         let rep = &mut reports[task];
                         match result {
                             Ok(c) => {
+                                parts_pending[task].extend(parts);
                                 rep.files += files;
                                 rep.bytes += c.bytes as u64;
                                 rep.rows += rows;
@@ -601,13 +646,23 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                                     if let Some(o) = tr.open.get_mut(w) {
                                         o.0 -= 1;
                                         if o.0 == 0 {
-                                            states_pending[task].push((*w, o.1));
+                                            states_pending[task].push(LoadedWindow { window: *w, provisional: std::mem::take(&mut o.1) });
                                         }
                                     }
                                 }
-                                for (w, _) in &states_pending[task] {
-                                    tr.open.remove(w);
+                                for l in &states_pending[task] {
+                                    tr.open.remove(&l.window);
                                 }
+                            }
+                            // A file that cannot merge was moved aside: that task fails, not the run.
+                            Err(e @ load::LoadError::Quarantined { .. }) => {
+                                // Each file named: another reason may already be there.
+                                let r = rep.reason.get_or_insert_with(String::new);
+                                if !r.is_empty() {
+                                    r.push_str("; ");
+                                }
+                                r.push_str(&e.to_string());
+                                rep.failed.extend(windows.iter().copied());
                             }
                             Err(e) => {
                                 tracing::error!(account = %tr.account, report = tr.report.id, partition = %part, error = %e, "commit failed");
@@ -637,7 +692,10 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                     state_busy[task] = true;
                     let calls = reports[task].calls - calls_recorded[task];
                     calls_recorded[task] += calls;
-                    jobs.spawn(write_state(Arc::clone(store_ref), task, trackers[task].report.id, trackers[task].account.clone(), std::mem::take(&mut states_pending[task]), ready, ex.retry, (today, calls)));
+                    let tr = &trackers[task];
+                    let present = states.get(&(tr.account.clone(), tr.report.id)).and_then(|s| s.parts.clone());
+                    let done = Recorded { windows: std::mem::take(&mut states_pending[task]), parts: std::mem::take(&mut parts_pending[task]), present };
+                    jobs.spawn(write_state(Arc::clone(store_ref), task, tr.report.id, tr.account.clone(), done, ready, ex.retry, (today, calls, clock.now().with_timezone(&Utc))));
                 }
             }
         }
@@ -648,8 +706,19 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             fetching = false;
         }
     }
-    for w in workers {
-        let _ = w.await;
+    if let Some(e) = join_workers(workers).await {
+        fatal.get_or_insert(e);
+    }
+    // Every planned window must have been accounted for; one that was not would be lost.
+    if fatal.is_none() {
+        if let Some(tr) = trackers.iter().find(|t| !t.pending.is_empty()) {
+            fatal = Some(format!(
+                "internal error: {} windows of {} for account {} never arrived; nothing of them was recorded, a re-run fetches them",
+                tr.pending.values().sum::<usize>(),
+                tr.report.id,
+                tr.account
+            ));
+        }
     }
 
     // Budget, quota and retirement bookkeeping, all tasks at once; calls count against the
@@ -666,6 +735,11 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 }),
                 Some((StopKind::Retired, m)) => Some(Stop {
                     reason: "retired".into(),
+                    until: None,
+                    message: m.clone(),
+                }),
+                Some((StopKind::Permission, m)) => Some(Stop {
+                    reason: state::PERMISSION.into(),
                     until: None,
                     message: m.clone(),
                 }),
@@ -820,6 +894,70 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
     filter_record_batch(batch, &keep).unwrap_or_else(|_| batch.clone())
 }
 
+/// The dates of a window that stay provisional: all of them when WeChat says `is_delay`,
+/// else those that may be published late and had no rows (`late_dates` is the dates of the
+/// rows received, for the late candidates only).
+fn provisional_dates(
+    r: &Report,
+    w: Window,
+    is_delay: bool,
+    ready: NaiveDate,
+    have: impl Fn(NaiveDate) -> bool,
+) -> BTreeSet<NaiveDate> {
+    if is_delay {
+        return LoadedWindow::new(w, true).provisional;
+    }
+    plan::row_dates(r, w.begin, w.end, ready)
+        .into_iter()
+        .filter(|&d| plan::may_be_late(r, d, ready) && !have(d))
+        .collect()
+}
+
+/// The account's tasks whose permission WeChat withheld in an earlier run.
+fn probe_tasks(
+    plan: &Plan,
+    states: &HashMap<(String, &'static str), ReportState>,
+    account: usize,
+) -> BTreeSet<usize> {
+    plan.tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.account == account)
+        .filter(|(_, t)| {
+            states
+                .get(&(t.account_name.clone(), t.report))
+                .is_some_and(|s| s.permission_stop().is_some())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Of the window's dates that WeChat may still publish late, those with rows in `batch`.
+fn dates_present(
+    r: &Report,
+    batch: &RecordBatch,
+    w: Window,
+    ready: NaiveDate,
+) -> BTreeSet<NaiveDate> {
+    let late: Vec<i32> = plan::row_dates(r, w.begin, w.end, ready)
+        .into_iter()
+        .filter(|&d| plan::may_be_late(r, d, ready))
+        .map(crate::transform::date32)
+        .collect();
+    let mut out = BTreeSet::new();
+    if late.is_empty() || batch.num_columns() == 0 {
+        return out;
+    }
+    if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
+        for v in dates.values().iter() {
+            if late.contains(v) {
+                out.insert(from_date32(*v));
+            }
+        }
+    }
+    out
+}
+
 /// The one pseudo-partition of a report replaced by key: all its windows are committed
 /// together once they have all arrived, each row into the partition of its own date.
 const ALL_PARTS: &str = "*";
@@ -839,6 +977,8 @@ enum Done {
     Commit {
         task: usize,
         part: String,
+        /// The Hive folders written.
+        parts: Vec<String>,
         windows: Vec<Window>,
         rows: u64,
         files: usize,
@@ -852,24 +992,40 @@ enum Done {
     },
 }
 
+/// What one state write records.
+struct Recorded {
+    windows: Vec<LoadedWindow>,
+    parts: Vec<String>,
+    /// The folders found at the start, for state that did not note its folders yet.
+    present: Option<BTreeSet<String>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_state(
     store: Arc<Store>,
     task: usize,
     report: &'static str,
     account: String,
-    done: Vec<(Window, bool)>,
+    done: Recorded,
     ready: NaiveDate,
     retry: RetryPolicy,
-    (today, calls): (NaiveDate, u64),
+    (today, calls, now): (NaiveDate, u64, chrono::DateTime<Utc>),
 ) -> Done {
-    let now = Utc::now();
     let jitter = crate::extract::Jitter::new(0x57a7e);
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
         let f = |st: &mut ReportState| {
-            st.record(&done, ready, now);
+            st.record(&done.windows, ready, now);
+            st.add_parts(&done.parts, done.present.as_ref());
+            // A window loaded: the permission WeChat withheld has been granted.
+            if st
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.reason == state::PERMISSION)
+            {
+                st.stop = None;
+            }
             st.count_calls(today, calls as u32);
         };
         match state::update(&store, report, &account, f).await {
@@ -912,8 +1068,95 @@ async fn commit_with_retry(
     }
 }
 
+/// Commits the rows of a report replaced by key (ad_settlement), each into the partition
+/// of its own date, then removes every fetched key from the partitions that no longer
+/// hold it: a settlement whose date moved must not stay where it was, even in a partition
+/// this commit also wrote. State is recorded only after all of it, so a crash in between
+/// leaves the windows unrecorded and the next run does it again.
+/// Returns the folders written, how many, and the outcome.
+async fn commit_keyed(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    rows: &[RecordBatch],
+    partition: crate::pipeline::Partition,
+    compression: crate::pipeline::Compression,
+    retry: &RetryPolicy,
+) -> (Vec<String>, usize, Result<load::Committed, load::LoadError>) {
+    let mut by_part: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    for b in rows {
+        match split(b, partition) {
+            Ok(parts) => {
+                for (pv, pb) in parts {
+                    by_part.entry(pv).or_default().push(pb);
+                }
+            }
+            Err(e) => return (Vec::new(), 0, Err(e)),
+        }
+    }
+    let files = by_part.len();
+    let mut total = load::Committed::default();
+    let mut kept: BTreeMap<String, std::collections::HashSet<Vec<u8>>> = BTreeMap::new();
+    for (pv, batches) in &by_part {
+        let fresh: Vec<load::Fresh> = batches.iter().cloned().map(load::Fresh::Batch).collect();
+        match commit_with_retry(store, report, account, pv, &[], &fresh, compression, retry).await {
+            Ok(c) => {
+                total.rows += c.rows;
+                total.bytes += c.bytes;
+            }
+            Err(e) => return (Vec::new(), files, Err(e)),
+        }
+        match load::keys_of(report, batches) {
+            Ok(k) => kept.insert(pv.clone(), k),
+            Err(e) => return (Vec::new(), files, Err(e)),
+        };
+    }
+    let all = match load::keys_of(report, rows) {
+        Ok(k) => k,
+        Err(e) => return (Vec::new(), files, Err(e)),
+    };
+    let prefix = format!("{}/account={account}/", report.id);
+    let existing = match store.list(&prefix).await {
+        Ok(l) => l,
+        Err(e) => return (Vec::new(), files, Err(e.into())),
+    };
+    for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
+        let pv = f
+            .trim_start_matches(&prefix)
+            .trim_end_matches("/data.parquet");
+        // The keys this partition must not hold: every fetched key but its own.
+        let drop: std::collections::HashSet<Vec<u8>> = match kept.get(pv) {
+            Some(own) => all.difference(own).cloned().collect(),
+            None => all.clone(),
+        };
+        if drop.is_empty() {
+            continue;
+        }
+        if let Err(e) = load::drop_keys(store, report, account, pv, &drop, compression).await {
+            return (Vec::new(), files, Err(e));
+        }
+    }
+    (by_part.into_keys().collect(), files, Ok(total))
+}
+
+/// Waits for the account workers; a panicked one is reported (its windows never arrived).
+async fn join_workers(workers: Vec<tokio::task::JoinHandle<()>>) -> Option<String> {
+    let mut err = None;
+    for w in workers {
+        if let Err(e) = w.await {
+            if e.is_panic() {
+                err.get_or_insert_with(|| format!("internal error: a fetch worker panicked ({e}); its windows were not committed, a re-run fetches them"));
+            }
+        }
+    }
+    err
+}
+
 /// How far (in windows, plan order) an account may run ahead of its oldest unfinished one.
 const LOOKAHEAD: usize = 32;
+
+/// A task's stop: its message, and whether its other windows are deferred (else failed).
+type TaskStop = (String, bool);
 
 /// Fetches one account's windows, `max_in_flight` at a time, in plan order.
 #[allow(clippy::too_many_arguments)]
@@ -924,10 +1167,16 @@ async fn account_worker(
     ntasks: usize,
     max_in_flight: usize,
     today: NaiveDate,
+    probe: BTreeSet<usize>,
     tx: mpsc::Sender<Msg>,
 ) {
+    // Tasks whose permission WeChat withheld last run: their first window goes alone, so
+    // a still-missing permission costs one call, not one per window in flight.
+    let mut probe: BTreeMap<usize, bool> = probe.into_iter().map(|t| (t, false)).collect();
     // Stops shared by the in-flight fetches: per task (quota, retired) and account-wide.
-    let stopped: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+    // A stop's message, and whether the task's other windows are deferred (quota) rather
+    // than failed (retired, permission).
+    let stopped: Arc<Vec<std::sync::Mutex<Option<TaskStop>>>> =
         Arc::new((0..ntasks).map(|_| std::sync::Mutex::new(None)).collect());
     let account_stop: Arc<std::sync::Mutex<Option<String>>> = Arc::new(std::sync::Mutex::new(None));
     let any_stop = Arc::new(AtomicBool::new(false));
@@ -940,9 +1189,14 @@ async fn account_worker(
     let lookahead = LOOKAHEAD.max(max_in_flight);
     loop {
         while running.len() < max_in_flight.max(1) {
-            let Some(&(idx, _)) = queue.peek() else {
+            let Some(&(idx, (ti, _, _))) = queue.peek() else {
                 break;
             };
+            match probe.get_mut(&ti) {
+                Some(true) => break,
+                Some(in_flight) => *in_flight = true,
+                None => {}
+            }
             if unfinished
                 .first()
                 .is_some_and(|&oldest| idx >= oldest + lookahead)
@@ -971,7 +1225,13 @@ async fn account_worker(
                         .lock()
                         .ok()
                         .and_then(|g| g.clone())
-                        .map(|m| Outcome::Deferred(m, 0))
+                        .map(|(m, deferred)| {
+                            if deferred {
+                                Outcome::Deferred(m, 0)
+                            } else {
+                                Outcome::Failed(m, 0)
+                            }
+                        })
                 };
                 if let Some(o) = stop_now() {
                     return Msg {
@@ -1015,14 +1275,17 @@ async fn account_worker(
                     Err(e) => {
                         let msg = describe(&e, r, &client.name);
                         match &e {
-                            FetchError::Quota | FetchError::Retired => {
-                                stop = Some(if matches!(e, FetchError::Quota) {
-                                    StopKind::Quota
-                                } else {
-                                    StopKind::Retired
-                                });
+                            FetchError::Quota
+                            | FetchError::Retired
+                            | FetchError::Permission { .. } => {
+                                let kind = match e {
+                                    FetchError::Quota => StopKind::Quota,
+                                    FetchError::Retired => StopKind::Retired,
+                                    _ => StopKind::Permission,
+                                };
+                                stop = Some(kind);
                                 if let Ok(mut g) = stopped[ti].lock() {
-                                    g.get_or_insert(msg.clone());
+                                    g.get_or_insert((msg.clone(), kind == StopKind::Quota));
                                 }
                                 any_stop.store(true, Ordering::Relaxed);
                                 tracing::warn!(account = %client.name, report = r.id, window = %w, "{msg}");
@@ -1032,7 +1295,9 @@ async fn account_worker(
                                     Outcome::Failed(msg, calls)
                                 }
                             }
-                            FetchError::Config { .. } => {
+                            // A failed token source is remembered by the client too:
+                            // the account's other windows fail at once, without calls.
+                            FetchError::Config { .. } | FetchError::TokenSource { .. } => {
                                 if let Ok(mut g) = account_stop.lock() {
                                     g.get_or_insert(msg.clone());
                                 }
@@ -1062,6 +1327,7 @@ async fn account_worker(
         match running.next().await {
             Some((idx, msg)) => {
                 unfinished.remove(&idx);
+                probe.remove(&msg.task);
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -1125,6 +1391,110 @@ fn describe(e: &FetchError, r: &Report, account: &str) -> String {
             r.replacement.unwrap_or("the current reports")
         ),
         FetchError::Config { errcode, hint } => format!("account {account}: errcode {errcode}: {hint}"),
+        FetchError::TokenSource { .. } => format!("account {account}: {e}"),
+        FetchError::Permission { errcode } => format!(
+            "{} for account {account}: WeChat answered {errcode} ({}): grant {} to this caller, then re-run; the account's other reports are not affected",
+            r.id,
+            if *errcode == 50001 { "user unauthorized" } else { "api unauthorized" },
+            r.permission().grant()
+        ),
         other => format!("{} for account {account}: {other}", r.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Compression, Partition};
+
+    fn settlements(rows: &[(&str, &str, i32)]) -> RecordBatch {
+        let r = catalog::find("ad_settlement").expect("catalogue");
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(date, month, order)| {
+                format!(
+                    r#"{{"date":"{date}","zone":"z","month":"{month}","order":{order},"sett_status":5,"settled_revenue":1,"slot_revenue":[]}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+        crate::transform::decode_value(r, &serde_json::from_str(&body).expect("json"))
+            .expect("decode")
+            .batch
+    }
+
+    /// (partition, settlement order) of every row stored.
+    async fn stored(store: &Store) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for f in store.list("ad_settlement/").await.expect("list") {
+            let (bytes, _) = store.read(&f).await.expect("read").expect("file");
+            for b in load::decode_file(bytes).expect("parquet") {
+                let dates = b.column(0).as_primitive::<Date32Type>();
+                for i in 0..b.num_rows() {
+                    out.push((
+                        f.split('/').nth(2).unwrap_or("").to_string(),
+                        crate::dates::fmt(from_date32(dates.value(i))),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_settlement_whose_date_moved_leaves_its_old_partition_even_one_also_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().to_str().expect("utf8")).expect("store");
+        let r = catalog::find("ad_settlement").expect("catalogue");
+        let retry = RetryPolicy::default();
+        let first = settlements(&[("2024-03-25", "202403", 2), ("2024-03-10", "202403", 1)]);
+        let (parts, _, res) = commit_keyed(
+            &store,
+            r,
+            "a",
+            &[first],
+            Partition::Month,
+            Compression::Zstd,
+            &retry,
+        )
+        .await;
+        res.expect("commit");
+        assert_eq!(parts, vec!["month=2024-03".to_string()]);
+        // The second half of March now settles in April; the first half stays in March.
+        let again = settlements(&[("2024-04-02", "202403", 2), ("2024-03-10", "202403", 1)]);
+        let (parts, files, res) = commit_keyed(
+            &store,
+            r,
+            "a",
+            &[again],
+            Partition::Month,
+            Compression::Zstd,
+            &retry,
+        )
+        .await;
+        res.expect("commit");
+        assert_eq!(files, 2);
+        assert_eq!(
+            parts,
+            vec!["month=2024-03".to_string(), "month=2024-04".to_string()]
+        );
+        assert_eq!(
+            stored(&store).await,
+            vec![
+                ("month=2024-03".to_string(), "2024-03-10".to_string()),
+                ("month=2024-04".to_string(), "2024-04-02".to_string()),
+            ],
+            "each settlement once, in the partition of its current date"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_a_failure_not_a_silent_loss() {
+        let ok = tokio::spawn(async {});
+        let bad = tokio::spawn(async { panic!("boom") });
+        assert_eq!(join_workers(vec![ok]).await, None);
+        let msg = join_workers(vec![bad]).await.expect("reported");
+        assert!(msg.contains("panicked"), "{msg}");
     }
 }

@@ -42,7 +42,7 @@ pub struct Calls {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stop {
-    /// `quota` (45009) or `retired` (47009).
+    /// `quota` (45009), `retired` (47009) or `permission` (48001 / 50001).
     pub reason: String,
     /// China date from which calls may resume (quota), absent when permanent.
     #[serde(default)]
@@ -60,7 +60,44 @@ pub struct ReportState {
     pub calls: Calls,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stop>,
+    /// Hive folders (`month=2025-01`) this report's commits wrote for the account: one that
+    /// is gone (an operator deleted it, a lifecycle rule, a restore) has its dates fetched
+    /// again. None in state from a release that did not keep it: then the folders present
+    /// when it is first upgraded count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<std::collections::BTreeSet<String>>,
 }
+
+/// The newest state format this binary reads and writes.
+pub const VERSION: u32 = 1;
+
+/// One window as loaded: the dates of it WeChat may still change (`is_delay`, or no rows
+/// yet for one of the latest ready days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedWindow {
+    pub window: Window,
+    pub provisional: std::collections::BTreeSet<NaiveDate>,
+}
+
+impl LoadedWindow {
+    pub fn new(window: Window, provisional: bool) -> Self {
+        let mut set = std::collections::BTreeSet::new();
+        if provisional {
+            let mut d = window.begin;
+            while d <= window.end {
+                set.insert(d);
+                d += Duration::days(1);
+            }
+        }
+        LoadedWindow {
+            window,
+            provisional: set,
+        }
+    }
+}
+
+/// The stop reason of a withheld permission set.
+pub const PERMISSION: &str = "permission";
 
 pub fn rel(report: &str, account: &str) -> String {
     format!("_wxcube/state/{report}/account={account}.json")
@@ -69,7 +106,7 @@ pub fn rel(report: &str, account: &str) -> String {
 impl ReportState {
     pub fn new(report: &str, account: &str) -> Self {
         ReportState {
-            version: 1,
+            version: VERSION,
             report: report.into(),
             account: account.into(),
             ..Default::default()
@@ -121,23 +158,72 @@ impl ReportState {
         self.loaded = out;
     }
 
-    /// Records windows as loaded (later loads replace earlier marks of the same dates).
-    pub fn record(&mut self, windows: &[(Window, bool)], ready: NaiveDate, at: DateTime<Utc>) {
+    /// Records windows as loaded, each with the dates still provisional (later loads
+    /// replace earlier marks of the same dates).
+    pub fn record(&mut self, windows: &[LoadedWindow], ready: NaiveDate, at: DateTime<Utc>) {
         let mut m = self.marks();
-        for (w, provisional) in windows {
-            let mut d = w.begin;
-            while d <= w.end {
+        for l in windows {
+            let mut d = l.window.begin;
+            while d <= l.window.end {
                 m.insert(
                     d,
                     (
                         Mark {
                             ready,
-                            provisional: *provisional,
+                            provisional: l.provisional.contains(&d),
                         },
                         at,
                     ),
                 );
                 d += Duration::days(1);
+            }
+        }
+        self.set_marks(m);
+    }
+
+    /// Notes folders just committed (`present`: the folders found when state predates
+    /// `parts`).
+    pub fn add_parts(
+        &mut self,
+        parts: &[String],
+        present: Option<&std::collections::BTreeSet<String>>,
+    ) {
+        let set = self
+            .parts
+            .get_or_insert_with(|| present.cloned().unwrap_or_default());
+        set.extend(parts.iter().cloned());
+    }
+
+    /// Loaded dates whose folder a commit wrote and that is no longer `present`.
+    pub fn lost_dates(
+        &self,
+        present: &std::collections::BTreeSet<String>,
+        p: crate::pipeline::Partition,
+    ) -> std::collections::BTreeSet<NaiveDate> {
+        let mut out = std::collections::BTreeSet::new();
+        let Some(parts) = &self.parts else {
+            return out;
+        };
+        for r in &self.loaded {
+            let mut d = r.begin;
+            while d <= r.end {
+                let pv = crate::load::partition_value(p, d);
+                if parts.contains(&pv) && !present.contains(&pv) {
+                    out.insert(d);
+                }
+                d += Duration::days(1);
+            }
+        }
+        out
+    }
+
+    /// Marks the loaded dates `begin..=end` provisional (their rows are gone): the next run
+    /// fetches them again, wherever they lie relative to its range.
+    pub fn reopen(&mut self, begin: NaiveDate, end: NaiveDate) {
+        let mut m = self.marks();
+        for (d, (mark, _)) in m.iter_mut() {
+            if begin <= *d && *d <= end {
+                mark.provisional = true;
             }
         }
         self.set_marks(m);
@@ -180,14 +266,21 @@ impl ReportState {
             finals,
             revisable,
             calls_today,
+            ..Default::default()
         }
     }
 
-    /// An active stop for `today`, if any.
+    /// An active stop for `today`, if any: one that defers the whole report. A permission
+    /// stop does not: each run asks again with the report's first window.
     pub fn active_stop(&self, today: NaiveDate) -> Option<&Stop> {
         self.stop
             .as_ref()
-            .filter(|s| s.until.is_none_or(|u| today < u))
+            .filter(|s| s.reason != PERMISSION && s.until.is_none_or(|u| today < u))
+    }
+
+    /// WeChat withheld this report's permission set last time (48001 / 50001).
+    pub fn permission_stop(&self) -> Option<&Stop> {
+        self.stop.as_ref().filter(|s| s.reason == PERMISSION)
     }
 }
 
@@ -206,6 +299,17 @@ pub async fn read(
                     path: store.describe(&path),
                     message: format!("{e}; the state file is damaged: delete it (the next run refetches that report) or restore it"),
                 })?;
+            // Rewriting it would drop what a newer release keeps there.
+            if st.version > VERSION {
+                return Err(StoreError::Refused {
+                    op: "read state",
+                    path: store.describe(&path),
+                    message: format!(
+                        "state version {} was written by a newer wxcube (this one knows version {VERSION}): upgrade wxcube to run this pipeline",
+                        st.version
+                    ),
+                });
+            }
             Ok((st, tag))
         }
     }
@@ -254,7 +358,7 @@ mod tests {
         let mut st = ReportState::new("article_total", "a");
         let now = Utc::now();
         st.record(
-            &[(
+            &[LoadedWindow::new(
                 Window {
                     begin: d("2025-01-01"),
                     end: d("2025-01-10"),
@@ -265,7 +369,7 @@ mod tests {
             now,
         );
         st.record(
-            &[(
+            &[LoadedWindow::new(
                 Window {
                     begin: d("2025-01-11"),
                     end: d("2025-01-11"),
@@ -286,5 +390,31 @@ mod tests {
         assert!(!l.finals.contains(&d("2025-01-11")), "provisional");
         let u = catalog::find("user_summary").unwrap();
         assert_eq!(st.loaded(u, d("2025-01-11")).finals.len(), 10);
+    }
+
+    #[test]
+    fn reopen_makes_only_those_dates_revisable() {
+        let mut st = ReportState::new("user_summary", "a");
+        let w = |a: &str, b: &str| Window {
+            begin: d(a),
+            end: d(b),
+        };
+        st.record(
+            &[LoadedWindow::new(w("2025-01-20", "2025-03-10"), false)],
+            d("2025-03-10"),
+            Utc::now(),
+        );
+        st.reopen(d("2025-02-01"), d("2025-02-28"));
+        let r = catalog::find("user_summary").unwrap();
+        let l = st.loaded(r, d("2025-03-11"));
+        assert_eq!(l.finals.len(), 12 + 10);
+        assert_eq!(l.revisable.len(), 28);
+        assert!(l.revisable.contains(&d("2025-02-01")) && l.revisable.contains(&d("2025-02-28")));
+        st.reopen(d("2024-01-01"), d("2024-12-31"));
+        assert_eq!(
+            st.loaded(r, d("2025-03-11")).revisable.len(),
+            28,
+            "dates never loaded: nothing changes"
+        );
     }
 }

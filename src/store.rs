@@ -345,6 +345,45 @@ impl Store {
         }
     }
 
+    /// Deletes an object only if it is still at `tag`; otherwise `Conflict`, and the object
+    /// is left as it is. An object already gone is not an error.
+    ///
+    /// Local: the check and the unlink happen under the commit lock, so no commit of ours
+    /// slips between them. S3 has no conditional DELETE that object_store can send: the
+    /// version is checked with a HEAD just before an unconditional DELETE, which leaves a
+    /// window of one round trip in which another writer's new version would be deleted.
+    /// Only quarantine uses this (a file nobody can read, so no other run commits a merge of
+    /// it), and the dates are reopened in state before, so even then they are fetched again.
+    pub async fn delete_if(&self, rel: &str, tag: &Tag) -> Result<(), StoreError> {
+        match self {
+            Store::Local { root } => {
+                let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.clone());
+                tokio::task::spawn_blocking(move || delete_local(&root, &rel_s, &want))
+                    .await
+                    .map_err(joined("delete", rel))?
+            }
+            Store::Remote { store, prefix, .. } => {
+                let p = Self::obj(prefix, rel);
+                let conflict = || StoreError::Conflict {
+                    path: self.describe(rel),
+                };
+                let Version::Remote(want) = &tag.0 else {
+                    return Err(conflict());
+                };
+                match store.head(&p).await {
+                    Ok(m) if m.e_tag == want.e_tag && m.version == want.version => {}
+                    Ok(_) => return Err(conflict()),
+                    Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                    Err(e) => return Err(remote("delete", self.describe(rel), &e)),
+                }
+                match store.delete(&p).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(remote("delete", self.describe(rel), &e)),
+                }
+            }
+        }
+    }
+
     /// Relative paths of the objects under `rel_prefix` (whole path segments: `a` lists
     /// `a/x`, not `ab/x`), sorted.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -511,6 +550,29 @@ fn write_local(
     result
 }
 
+fn delete_local(root: &FsPath, rel: &str, want: &Tag) -> Result<(), StoreError> {
+    let path = root.join(rel);
+    {
+        let _guard = lock_file(&root.join(COMMIT_LOCK))?;
+        match current_version(&path)? {
+            Version::Absent => return Ok(()),
+            v if v != want.0 => {
+                return Err(StoreError::Conflict {
+                    path: path.display().to_string(),
+                })
+            }
+            _ => {}
+        }
+        std::fs::remove_file(&path).map_err(io("delete", &path))?;
+    }
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +630,25 @@ mod tests {
             .await;
         assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
         assert_eq!(&s.read("k").await.unwrap().unwrap().0[..], b"two");
+    }
+
+    #[tokio::test]
+    async fn local_delete_if_only_at_the_version_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        s.write("k", Bytes::from_static(b"one"), &Tag::default())
+            .await
+            .unwrap();
+        let (_, stale) = s.read("k").await.unwrap().unwrap();
+        s.write("k", Bytes::from_static(b"two"), &stale)
+            .await
+            .unwrap();
+        let e = s.delete_if("k", &stale).await;
+        assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
+        let (_, now) = s.read("k").await.unwrap().unwrap();
+        s.delete_if("k", &now).await.unwrap();
+        assert!(s.read("k").await.unwrap().is_none());
+        s.delete_if("k", &now).await.unwrap();
     }
 
     #[test]

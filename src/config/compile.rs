@@ -24,7 +24,7 @@ use crate::sim::SimConfig;
 const ROOT_KEYS: &[&str] = &[
     "version", "name", "api", "auth", "accounts", "reports", "dates", "output", "limits",
 ];
-const API_KEYS: &[&str] = &["base_url", "region", "simulator"];
+const API_KEYS: &[&str] = &["base_url", "allow_plain_http", "region", "simulator"];
 const ACCOUNT_KEYS: &[&str] = &[
     "name",
     "app_id",
@@ -38,6 +38,7 @@ const ACCOUNTS_FILE_KEYS: &[&str] = &["file"];
 const AUTH_KEYS: &[&str] = &[
     "type",
     "command",
+    "timeout_seconds",
     "access_token",
     "component_appid",
     "component_appsecret",
@@ -58,6 +59,9 @@ const LIMIT_KEYS: &[(&str, u32)] = &[
 ];
 
 const SUPPORTED_VERSION: i128 = 1;
+/// A token command's time to answer, and the most a pipeline may give it.
+const COMMAND_TIMEOUT_SECONDS: u32 = 60;
+const COMMAND_TIMEOUT_MAX_SECONDS: u32 = 3600;
 const NAME_MAX_CHARS: usize = 128;
 const ACCOUNT_NAME_MAX_CHARS: usize = 64;
 const MAX_DAYS_BACK: u32 = 3650;
@@ -347,6 +351,19 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    fn boolean(&mut self, n: &Node, path: &str) -> Option<bool> {
+        match &n.kind {
+            Kind::Bool(b) => Some(*b),
+            Kind::Str(s) if n.from_env && matches!(s.trim(), "true" | "false") => {
+                Some(s.trim() == "true")
+            }
+            _ => {
+                self.type_error(n, path, "a boolean (true or false)");
+                None
+            }
+        }
+    }
+
     fn bounded(&mut self, n: &Node, path: &str, lo: u32, hi: u32) -> Option<u32> {
         let i = self.integer(n, path)?;
         match u32::try_from(i) {
@@ -448,29 +465,47 @@ impl<'a> Compiler<'a> {
                 "set one of base_url, region or simulator, not several",
             );
         }
-        let base = base.map(|b| self.base_url(b));
+        let plain = match f.get("allow_plain_http") {
+            Some(v) => match self.boolean(v, "api.allow_plain_http") {
+                Some(true) if base.is_none() => {
+                    self.error(
+                        Some(v),
+                        "api.allow_plain_http",
+                        "is only used with an http:// base_url",
+                    );
+                    false
+                }
+                Some(b) => b,
+                None => false,
+            },
+            None => false,
+        };
+        let base = base.map(|b| self.base_url(b, plain));
         let sim = sim.map(|s| self.simulator(s));
         let region = region.map(|r| self.region(r, "api.region"));
         match (base, sim, region) {
             (Some(b), None, None) => b.map(Api::BaseUrl),
-            (None, Some(s), None) => s.map(Api::Simulator),
+            (None, Some(s), None) => s.map(|c| Api::Simulator(Box::new(c))),
             (None, None, Some(r)) => r.map(Api::Region),
             (None, None, None) => Some(Api::Region(Region::Default)),
             _ => None,
         }
     }
 
-    fn base_url(&mut self, n: &Node) -> Option<String> {
+    /// `plain`: the pipeline allows http:// to a host other than loopback.
+    fn base_url(&mut self, n: &Node, plain: bool) -> Option<String> {
         let key = "api.base_url";
         let s = self.string(n, key)?;
-        let problem = match s
-            .strip_prefix("https://")
-            .or_else(|| s.strip_prefix("http://"))
-        {
+        let http = s.strip_prefix("http://");
+        let problem = match s.strip_prefix("https://").or(http) {
             None => Some("expected an http:// or https:// URL"),
             Some(rest) if rest.split('/').next().unwrap_or("").is_empty() => {
                 Some("the URL has no host")
             }
+            // The app secret and the access tokens travel in these requests.
+            Some(rest) if http.is_some() && !plain && !loopback(rest) => Some(
+                "plain http:// would send the app secret and access tokens unencrypted; use https://, or set api.allow_plain_http: true for a trusted network (loopback hosts need neither)",
+            ),
             Some(_) if s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                 Some("the URL must not contain spaces")
             }
@@ -736,6 +771,7 @@ impl<'a> Compiler<'a> {
                     self,
                     &[
                         "command",
+                        "timeout_seconds",
                         "component_appid",
                         "component_appsecret",
                         "component_verify_ticket",
@@ -757,11 +793,18 @@ impl<'a> Compiler<'a> {
                         "authorizer_refresh_token",
                     ],
                 );
+                let timeout = match pick("timeout_seconds") {
+                    Some((v, key)) => self.bounded(v, &key, 1, COMMAND_TIMEOUT_MAX_SECONDS)?,
+                    None => COMMAND_TIMEOUT_SECONDS,
+                };
                 let c = needs(self, "command")?;
-                Some(Auth::Command { command: c })
+                Some(Auth::Command {
+                    command: c,
+                    timeout: std::time::Duration::from_secs(u64::from(timeout)),
+                })
             }
             "component" => {
-                unused(self, &["command", "access_token"]);
+                unused(self, &["command", "timeout_seconds", "access_token"]);
                 let appid = match pick("component_appid") {
                     Some((v, key)) => self.string(v, &key).map(|s| s.into_owned()),
                     None => {
@@ -1250,6 +1293,20 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// Whether the host of a URL without its scheme is loopback (127.0.0.0/8, ::1, localhost).
+fn loopback(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The key node of an entry, for errors about a section as a whole.
 fn key_node<'n>(map: &'n Node, name: &str) -> Option<&'n Node> {
     match &map.kind {
@@ -1499,6 +1556,60 @@ mod tests {
         assert_eq!(p.output.uri, "s3://my.bucket-1");
         let p = with("api: { simulator: { seed: 7 } }\n", "s3://abc/x");
         assert!(matches!(&p.api, Api::Simulator(s) if s.seed == 7));
+    }
+
+    /// Plain http:// only to loopback, unless the pipeline says so; and the command
+    /// timeout reaches the `Auth`.
+    #[test]
+    fn plain_http_needs_loopback_or_an_explicit_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let load = |api: &str| {
+            let text = format!("{}{api}", minimal(dir.path()));
+            load_str(Path::new("p.yaml"), &text, &no_env)
+        };
+        for host in [
+            "127.0.0.1:9",
+            "127.8.9.10",
+            "[::1]:80",
+            "localhost:8080",
+            "LOCALHOST",
+        ] {
+            let r = load(&format!("api:\n  base_url: http://{host}/x\n"));
+            assert!(r.is_ok(), "{host}: {:?}", r.err().map(|e| e.to_string()));
+        }
+        for host in [
+            "10.0.0.1",
+            "wx-proxy.internal",
+            "[::2]",
+            "127.0.0.1.example.com",
+            "localhost.evil",
+        ] {
+            let e = load(&format!("api:\n  base_url: http://{host}\n")).expect_err(host);
+            assert!(
+                e.to_string().contains("allow_plain_http: true"),
+                "{host}: {e}"
+            );
+        }
+        let p = load("api:\n  base_url: http://10.0.0.1:8080\n  allow_plain_http: true\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&p.api, Api::BaseUrl(u) if u == "http://10.0.0.1:8080"));
+        let e = load("api:\n  simulator: {}\n  allow_plain_http: true\n").expect_err("misused");
+        assert!(
+            e.to_string().contains("only used with an http:// base_url"),
+            "{e}"
+        );
+
+        let text = minimal(dir.path()).replace(
+            "    app_secret: {SECRET}\n"
+                .replace("{SECRET}", SECRET)
+                .as_str(),
+            "    auth: { type: command, command: get-token, timeout_seconds: 5 }\n",
+        );
+        let p = load_str(Path::new("p.yaml"), &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            &p.accounts[0].auth,
+            Auth::Command { timeout, .. } if timeout.as_secs() == 5
+        ));
     }
 
     #[test]

@@ -110,14 +110,17 @@ pub fn respond(
     let mut list = Vec::new();
     let mut d = from;
     while d <= end {
+        // A period shows once it has completely ended before today (and WeChat has
+        // published it).
         let label = match report.cadence {
-            Cadence::Daily => true,
-            // A period shows once it has completely ended before today.
-            Cadence::Weekly => d.weekday() == Weekday::Mon && d + days(6) < today,
-            Cadence::Monthly => d.day() == 1 && month_end(d) < today,
+            Cadence::Daily => cfg.published(d, today),
+            Cadence::Weekly => d.weekday() == Weekday::Mon && cfg.published(d + days(6), today),
+            Cadence::Monthly => d.day() == 1 && cfg.published(month_end(d), today),
         };
         if label {
-            g.rows(report, d, today, &mut list);
+            // Cumulative series stop at the last published stat day.
+            let published_to = today - days(i64::from(cfg.unpublished_days));
+            g.rows(report, d, published_to, &mut list);
         }
         d += days(1);
     }

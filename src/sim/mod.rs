@@ -16,6 +16,8 @@
 //!   `slow` and `truncated`, which WeChat would have served.
 //! - An unknown path answers HTTP 404 with `{"errcode":40066,"errmsg":"invalid url ..."}`
 //!   (WeChat's behaviour there is undocumented); a non-POST data call gets 43002.
+//! - Misbehaviour on request: publisher paging that ignores `page` or pages not at all, a
+//!   lying `total_num`, superseded component tokens, 45009 / 45011 at token endpoints.
 //! - `GET /_sim/stats` and `GET /_sim/tokens` expose the call log and issued tokens.
 //! - Token lifetimes run on tokio's clock: a test under `tokio::time::pause()` can
 //!   `advance` past expiry. "Today" is the pinned `--today`, else the China date.
@@ -78,6 +80,16 @@ pub struct SimConfig {
     /// app_ids whose data calls get 48001.
     #[serde(default)]
     pub unauthorized: Vec<String>,
+    /// app_id -> the reports (ids) or permission sets (`user`, `article`, `message`,
+    /// `interface`, `publisher`) whose data calls get 48001: WeChat grants API permission
+    /// sets one by one (reference §1.1).
+    #[serde(default)]
+    pub unauthorized_reports: BTreeMap<String, Vec<String>>,
+    /// WeChat publishing late (reference §4.2): rows of periods that ended in the latest
+    /// this many days before today are not there yet (the answer is as if nothing
+    /// happened: no rows, and `is_delay` still as usual).
+    #[serde(default)]
+    pub unpublished_days: u32,
     #[serde(default)]
     pub faults: Faults,
     /// Data calls per account per report per China day; beyond it, 45009.
@@ -94,6 +106,48 @@ pub struct SimConfig {
     /// reports shorter spans (reference §10), and a client must cope with 61501.
     #[serde(default)]
     pub spans: BTreeMap<String, u32>,
+    /// How `/publisher/stat` pages: as documented, or like a server that ignores `page`
+    /// (the first page every time) or pages not at all (every row every time).
+    #[serde(default)]
+    pub publisher_paging: PublisherPaging,
+    /// `total_num` in every publisher answer instead of the row count (it may lie).
+    #[serde(default)]
+    pub publisher_total_num: Option<u64>,
+    /// The first N component_access_tokens are superseded as soon as issued (40001 at
+    /// api_authorizer_token), as when the platform's own server fetched a newer one.
+    #[serde(default)]
+    pub stale_component_tokens: u32,
+    /// app_ids whose stable_token and token calls answer 45009.
+    #[serde(default)]
+    pub token_quota_exhausted: Vec<String>,
+    /// The first N token-endpoint requests answer 45011.
+    #[serde(default)]
+    pub token_minute_limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PublisherPaging {
+    #[default]
+    Documented,
+    IgnoresPage,
+    Unpaged,
+}
+
+impl SimConfig {
+    /// Whether this account's data calls for `report` get 48001.
+    pub fn denies(&self, app_id: &str, report: &crate::catalog::Report) -> bool {
+        self.unauthorized.iter().any(|a| a == app_id)
+            || self.unauthorized_reports.get(app_id).is_some_and(|l| {
+                let family = report.permission().name();
+                l.iter().any(|x| x == report.id || x == family)
+            })
+    }
+
+    /// Whether the rows of the period ending on `period_end` are published by `today`.
+    pub fn published(&self, period_end: NaiveDate, today: NaiveDate) -> bool {
+        period_end < today - chrono::Duration::days(i64::from(self.unpublished_days))
+    }
 }
 
 fn default_articles_per_day() -> u32 {
@@ -109,11 +163,18 @@ impl Default for SimConfig {
             legacy_retired: false,
             accounts: None,
             unauthorized: Vec::new(),
+            unauthorized_reports: BTreeMap::new(),
+            unpublished_days: 0,
             faults: Faults::default(),
             daily_quota: None,
             spans: BTreeMap::new(),
             components: None,
             revoked_refresh_tokens: Vec::new(),
+            publisher_paging: PublisherPaging::default(),
+            publisher_total_num: None,
+            stale_component_tokens: 0,
+            token_quota_exhausted: Vec::new(),
+            token_minute_limit: 0,
         }
     }
 }
@@ -133,6 +194,8 @@ impl fmt::Debug for SimConfig {
             .field("legacy_retired", &self.legacy_retired)
             .field("accounts", &accounts)
             .field("unauthorized", &self.unauthorized)
+            .field("unauthorized_reports", &self.unauthorized_reports)
+            .field("unpublished_days", &self.unpublished_days)
             .field("faults", &self.faults)
             .field("daily_quota", &self.daily_quota)
             .field("spans", &self.spans)
@@ -144,6 +207,11 @@ impl fmt::Debug for SimConfig {
                     .map(|c| c.keys().collect::<Vec<_>>()),
             )
             .field("revoked_refresh_tokens", &self.revoked_refresh_tokens.len())
+            .field("publisher_paging", &self.publisher_paging)
+            .field("publisher_total_num", &self.publisher_total_num)
+            .field("stale_component_tokens", &self.stale_component_tokens)
+            .field("token_quota_exhausted", &self.token_quota_exhausted)
+            .field("token_minute_limit", &self.token_minute_limit)
             .finish()
     }
 }

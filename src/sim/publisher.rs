@@ -6,7 +6,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde_json::{json, Value};
 
 use super::rng::{day, hs, Rng};
-use super::SimConfig;
+use super::{PublisherPaging, SimConfig};
 use crate::catalog::Report;
 
 const SLOTS: &[(i64, &str)] = &[
@@ -160,15 +160,20 @@ pub fn respond(
     }
 }
 
-/// One page of the answer, with `total_num` set.
-pub fn page(mut whole: Value, list_key: &str, page: usize, size: usize) -> Value {
+/// One page of the answer, with `total_num` set, paged as `cfg` says.
+pub fn page(cfg: &SimConfig, mut whole: Value, list_key: &str, page: usize, size: usize) -> Value {
     let items = whole
         .get(list_key)
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let total = items.len();
-    let start = (page.saturating_sub(1)) * size;
+    let total = cfg.publisher_total_num.unwrap_or(items.len() as u64);
+    let (page, size) = match cfg.publisher_paging {
+        PublisherPaging::Documented => (page, size),
+        PublisherPaging::IgnoresPage => (1, size),
+        PublisherPaging::Unpaged => (1, usize::MAX),
+    };
+    let start = (page.saturating_sub(1)).saturating_mul(size);
     let slice: Vec<Value> = items.into_iter().skip(start).take(size).collect();
     if let Some(o) = whole.as_object_mut() {
         o.insert(list_key.into(), Value::Array(slice));

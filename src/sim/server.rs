@@ -38,6 +38,9 @@ struct St {
     /// (app_id, report id, China day) -> data calls that reached the quota check.
     quota: HashMap<(String, &'static str, NaiveDate), u32>,
     calls: Vec<CallRecord>,
+    /// Token-endpoint requests and component tokens issued so far.
+    token_requests: u32,
+    component_grants: u32,
 }
 
 impl Shared {
@@ -52,6 +55,8 @@ impl Shared {
                 tokens,
                 quota: HashMap::new(),
                 calls: Vec::new(),
+                token_requests: 0,
+                component_grants: 0,
             }),
         }
     }
@@ -357,6 +362,9 @@ async fn classic_token(State(sh): Sh, RawQuery(raw): RawQuery) -> Response {
         Ok(a) => a,
         Err(code) => return sh.error(idx, n, code),
     };
+    if sh.cfg.token_quota_exhausted.contains(&app_id) {
+        return sh.error(idx, n, 45009);
+    }
     let now = sh.now_ms();
     let grant = sh.lock().tokens.classic(&app_id, now);
     match grant {
@@ -377,7 +385,15 @@ async fn token_fault(sh: &Shared, idx: usize, n: u64) -> Option<Response> {
     if let Some(r) = sh.http_fault(idx, fault) {
         return Some(r);
     }
-    (fault == Some(FaultKind::Busy)).then(|| sh.error(idx, n, -1))
+    if fault == Some(FaultKind::Busy) {
+        return Some(sh.error(idx, n, -1));
+    }
+    let limited = {
+        let mut st = sh.lock();
+        st.token_requests += 1;
+        st.token_requests <= sh.cfg.token_minute_limit
+    };
+    limited.then(|| sh.error(idx, n, 45011))
 }
 
 fn body_field(parsed: &Option<Value>, k: &str) -> Option<String> {
@@ -418,10 +434,19 @@ async fn component_token(State(sh): Sh, method: Method, body: Bytes) -> Response
         }
     }
     let now = sh.now_ms();
-    let grant = sh
-        .lock()
-        .tokens
-        .rotating(&format!("component:{appid}"), now, Flavor::Component);
+    let grant = {
+        let mut st = sh.lock();
+        let grant = st
+            .tokens
+            .rotating(&format!("component:{appid}"), now, Flavor::Component);
+        st.component_grants += 1;
+        if st.component_grants <= sh.cfg.stale_component_tokens {
+            if let Ok((t, _)) = &grant {
+                st.tokens.supersede(t, now);
+            }
+        }
+        grant
+    };
     match grant {
         Ok((token, expires_in)) => {
             sh.done(idx, 0);
@@ -511,6 +536,9 @@ async fn stable_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
         Ok(a) => a,
         Err(code) => return sh.error(idx, n, code),
     };
+    if sh.cfg.token_quota_exhausted.contains(&app_id) {
+        return sh.error(idx, n, 45009);
+    }
     let force = match obj.get("force_refresh") {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "true",
@@ -619,7 +647,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
         if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
             return Err(61501);
         }
-        if sh.cfg.unauthorized.contains(&app_id) {
+        if sh.cfg.denies(&app_id, report) {
             return Err(48001);
         }
         if let Some(limit) = sh.cfg.daily_quota {
@@ -639,7 +667,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
         } else {
             "list"
         };
-        Ok(super::publisher::page(whole, key, page, size)
+        Ok(super::publisher::page(&sh.cfg, whole, key, page, size)
             .to_string()
             .into_bytes())
     })();
@@ -730,7 +758,7 @@ fn answer(
     if sh.cfg.legacy_retired && report.status == Status::Legacy {
         return Err(47009);
     }
-    if sh.cfg.unauthorized.contains(&app_id) {
+    if sh.cfg.denies(&app_id, report) {
         return Err(48001);
     }
     if let Some(limit) = sh.cfg.daily_quota {

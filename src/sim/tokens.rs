@@ -177,6 +177,13 @@ impl Tokens {
         Ok((token, LIFETIME_MS / 1000))
     }
 
+    /// Marks a token no longer the latest from `now` (a newer one exists elsewhere).
+    pub fn supersede(&mut self, token: &str, now: u64) {
+        if let Some(t) = self.issued.get_mut(token) {
+            t.invalid_from = Some(now);
+        }
+    }
+
     fn remaining(&self, token: &str, now: u64) -> u64 {
         self.issued
             .get(token)

@@ -1,10 +1,13 @@
-"""Reads every wxcube table with DuckDB, Polars and pyarrow and checks types and counts.
+"""Reads every wxcube table with DuckDB, Polars and pyarrow through their Hive partitioning,
+checks types and counts, and compares every column of every row with the API's answer.
 
 Usage: check_tables.py SPEC.json
 SPEC: {"root": local dir, "s3": optional {"uri": "s3://b/p", "endpoint": ..., "key": ..., "secret": ..., "region": ...},
-       "reports": {report_id: {"rows": N, "partition": "month", "columns": [{"name", "type", "nullable"}]}}}
+       "reports": {report_id: {"rows": N, "partition": "month", "columns": [{"name", "type", "nullable"}]}},
+       "expected": path of {report_id: [row, ...]}: the API's rows with the Hive keys (account, month)}
 Exits non-zero with one line per failure.
 """
+import datetime
 import json
 import sys
 
@@ -18,6 +21,34 @@ spec = json.load(open(sys.argv[1]))
 failures = []
 # Which reader read from where, so the caller can tell that nothing was skipped.
 read = set()
+# Which reader's rows equalled the API's, every column of every table.
+compared = {}
+expected = json.load(open(spec["expected"]))
+
+
+def norm(v):
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: norm(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [norm(x) for x in v]
+    return v
+
+
+def canon(rows):
+    return sorted(json.dumps(norm(r), sort_keys=True, ensure_ascii=False) for r in rows)
+
+
+def compare(reader, report, rows):
+    """The rows a reader gave (dicts, Hive keys included) against the API's."""
+    got, want = canon(rows), canon(expected[report])
+    if got == want:
+        compared.setdefault(reader, set()).add(report)
+        return
+    extra = sorted(set(got) - set(want))[:1]
+    missing = sorted(set(want) - set(got))[:1]
+    fail(f"{reader} {report}: {len(got)} rows vs {len(want)} from the API; first only read: {extra}; first only in the API: {missing}")
 
 
 def fail(msg):
@@ -94,6 +125,7 @@ for report, r in spec["reports"].items():
         if n != want_rows:
             fail(f"duckdb {report}: {n} rows != {want_rows}")
         read.add("duckdb:disk")
+        compare("duckdb:disk", report, [dict(zip(rel.columns, t)) for t in rel.fetchall()])
         labels = [c["name"] for c in r["columns"] if c["type"] == "Dictionary<Utf8>"]
         for lab in labels:
             bad = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true) where {lab} is null or {lab} = ''").fetchall()[0][0]
@@ -116,6 +148,7 @@ for report, r in spec["reports"].items():
             if n != want_rows:
                 fail(f"polars {source} {report}: {n} rows != {want_rows}")
             read.add(f"polars:{where}")
+            compare(f"polars:{where}", report, lf.collect().to_dicts())
         except Exception as e:  # noqa: BLE001
             fail(f"polars {source} {report}: {e}")
 
@@ -134,6 +167,7 @@ for report, r in spec["reports"].items():
             if not accounts:
                 fail(f"pyarrow {source} {report}: no account values")
             read.add(f"pyarrow:{where}")
+            compare(f"pyarrow:{where}", report, d.to_table().to_pylist())
         except Exception as e:  # noqa: BLE001
             fail(f"pyarrow {source} {report}: {e}")
 
@@ -152,5 +186,6 @@ for report, r in spec["reports"].items():
 for f in failures:
     print(f)
 print("read: " + " ".join(sorted(read)))
+print("compared: " + " ".join(sorted(k for k, v in compared.items() if v == set(spec["reports"]))))
 print(f"checked {len(spec['reports'])} tables: {len(failures)} failures", file=sys.stderr)
 sys.exit(1 if failures else 0)

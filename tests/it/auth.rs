@@ -341,3 +341,197 @@ async fn an_unreachable_host_fails_over_to_the_backup_host() {
     assert_eq!(sim.calls_to("/cgi-bin/stable_token"), 1);
     assert_eq!(sim.calls_to("/datacube/getusersummary"), 1);
 }
+
+/// The rows the simulator gives `app_id` for `report` over `begin..=end`, as the tables
+/// should hold them.
+fn api_rows(cfg: &str, report: &str, app_id: &str, begin: &str, end: &str) -> Vec<String> {
+    let cfg: wxcube::sim::SimConfig = serde_json::from_str(cfg).expect("sim config");
+    let r = wxcube::catalog::find(report).expect("report");
+    let d = |s| wxcube::dates::parse(s).expect("date");
+    // Through JSON text, as the client sees it.
+    let text = wxcube::sim::respond(&cfg, d(TODAY), r, app_id, d(begin), d(end)).to_string();
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    canon(&expected_rows(r, &body))
+}
+
+/// Data calls the simulator logged for an app_id.
+fn data_calls_of(sim: &Sim, app_id: &str) -> u64 {
+    sim.get("/_sim/stats")["data_calls"][app_id]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+}
+
+/// Issue 13 §6: 3 accounts × 30 days, one of which gets its token from a command that
+/// never answers (and leaves a child behind holding its output). The run ends: that
+/// account fails with the cause after two attempts, each killing the whole process
+/// group; the other accounts load every row.
+#[test]
+fn a_hanging_token_command_fails_its_account_only_and_dies_with_its_children() {
+    let cfg = r#"{"seed":31}"#;
+    let sim = Sim::start(cfg, TODAY);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let script = write(
+        dir.path(),
+        "hang.sh",
+        &format!("sleep 600 &\necho $! >> {}\nwait\n", pids.display()),
+    );
+    let yaml = format!(
+        "version: 1\nname: hang\napi:\n  base_url: {}\naccounts:\n  - name: brand_cn\n    app_id: {}\n    app_secret: s1\n  - name: shop_sh\n    app_id: {}\n    app_secret: s2\n  - name: hung_acct\n    app_id: wxtest0000000003\n    auth: {{ type: command, command: sh {}, timeout_seconds: 1 }}\nreports: {}\ndates:\n  days_back: 30\noutput:\n  uri: ./out\nlimits:\n{FAST_LIMITS}",
+        sim.base_url(),
+        ACCOUNTS[0].app_id,
+        ACCOUNTS[1].app_id,
+        script.display(),
+        list()
+    );
+    let p = write(dir.path(), "p.yaml", &yaml);
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY, "--json"],
+        dir.path(),
+        &FAST,
+    );
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("account hung_acct")
+            && text.contains("token command did not finish within 1 s")
+            && text.contains("timeout_seconds"),
+        "{text}"
+    );
+    // Two attempts for the whole run (not one per window), each group killed.
+    let started = std::fs::read_to_string(&pids).expect("pids");
+    let started: Vec<&str> = started.lines().collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+    for pid in started {
+        assert!(gone(pid), "the token command's child {pid} was killed");
+    }
+    assert_eq!(data_calls_of(&sim, "wxtest0000000003"), 0);
+    let out = dir.path().join("out");
+    assert!(read_rows(&out, "user_summary", "hung_acct").is_empty());
+    // The others: every row, as the API gives it, with one call per planned window.
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    for a in &ACCOUNTS {
+        for r in REPORTS {
+            let got = canon(&read_rows(&out, r, a.name));
+            let want = api_rows(cfg, r, a.app_id, "2025-12-21", "2026-01-19");
+            assert!(!want.is_empty(), "{r}");
+            assert_same(&[(r.to_string(), got)], &[(r.to_string(), want)], a.name);
+        }
+        let planned: u64 = report["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .filter(|t| t["account"] == a.name)
+            .filter_map(|t| t["planned_calls"].as_u64())
+            .sum();
+        assert_eq!(data_calls_of(&sim, a.app_id), planned, "{}", a.name);
+    }
+}
+
+/// Whether a process has exited (no /proc entry, or only a zombie's).
+fn gone(pid: &str) -> bool {
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s) => {
+                let state = s
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next());
+                if matches!(state, Some("Z" | "X")) {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// Issue 13 §6: a stable_token host that accepts connections and never answers, then one
+/// nobody listens on. Each account makes its bounded token attempts once, then fails for
+/// the run, with the cause; the run ends.
+#[test]
+fn a_hanging_or_dead_token_host_fails_each_account_after_bounded_attempts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(c);
+        }
+    });
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut env = FAST.to_vec();
+    env.push(("WXCUBE_TIMEOUT_MS", "300"));
+    for (port, cause) in [(port, "timeout"), (dead, "onnect")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &pipeline_at(
+                &format!("http://127.0.0.1:{port}"),
+                &list(),
+                "  days_back: 30",
+                "./out",
+                FAST_LIMITS,
+            ),
+        );
+        let o = wxcube_env(
+            &["run", p.to_str().expect("utf8"), "--today", TODAY, "--json"],
+            dir.path(),
+            &env,
+        );
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(3), "{text}");
+        for a in &ACCOUNTS {
+            assert!(
+                text.contains(&format!(
+                    "account {}: its token source (stable_token) failed",
+                    a.name
+                )),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains(cause) && text.contains("4 attempts"),
+            "{text}"
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+        assert_eq!(report["data_calls"], 0);
+        assert_eq!(
+            report["token_calls"], 8,
+            "4 attempts per account, once per run"
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 8);
+}
+
+/// A component_access_token superseded by the platform's own server (40001 at
+/// api_authorizer_token) is renewed once; it is not an invalid app secret.
+#[test]
+fn a_superseded_component_token_is_renewed() {
+    let want = reference();
+    let sim = Sim::start(
+        r#"{"seed":31,"components":{"wxcomponent0001":"platform-secret"},"stale_component_tokens":1}"#,
+        TODAY,
+    );
+    let top = "auth:\n  type: component\n  component_appid: wxcomponent0001\n  component_appsecret: platform-secret\n  component_verify_ticket: ticket@@@abc\n";
+    let a = "    authorizer_refresh_token: refreshtoken@@@one\n";
+    let b = "    authorizer_refresh_token: refreshtoken@@@two\n";
+    let (dir, text) = run_ok(&sim, &pipeline_with(&sim.base_url(), top, &[a, b]), &[]);
+    assert!(!text.contains("app secret"), "{text}");
+    assert_same(
+        &without(snapshot(&dir.path().join("out"), REPORTS), &[]),
+        &want,
+        "component",
+    );
+    assert_eq!(sim.calls_to("/cgi-bin/component/api_component_token"), 2);
+}

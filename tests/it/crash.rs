@@ -14,6 +14,8 @@ const REPORTS: &[&str] = &[
     "user_summary",
     "article_total_detail",
     "biz_summary",
+    // Replaced by key, across partitions: committed and cleaned up in one step.
+    "ad_settlement",
 ];
 const DATES: &str = "  start: 2025-11-20\n  end: 2026-01-19";
 const LIMITS: &str =
@@ -117,7 +119,8 @@ fn kill_9_at_ten_points_then_rerun_gives_the_uninterrupted_dataset() {
             .expect("tasks")
             .iter()
             .filter(|t| {
-                !["article_total_detail", "biz_summary"]
+                // Still revised by WeChat: fetched again by every run.
+                !["article_total_detail", "biz_summary", "ad_settlement"]
                     .contains(&t["report"].as_str().unwrap_or(""))
             })
             .map(|t| t["windows"].as_array().map_or(0, Vec::len))

@@ -392,3 +392,176 @@ fn a_stricter_span_answered_with_61501_halves_the_window() {
         "the strict simulator did reject some windows"
     );
 }
+
+/// 45009 and 45011 from a token endpoint are about tokens: 45011 waits for the next
+/// minute and tries again; 45009 fails the account's token source for the run, never the
+/// report's daily quota, so a re-run the same day fetches everything.
+#[test]
+fn token_endpoint_quota_and_minute_limit_are_not_a_reports_quota() {
+    let reports = "[user_summary, interface_summary]";
+    let dates = "  days_back: 10";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        &format!(
+            r#"{{"seed":5,"token_minute_limit":2,"token_quota_exhausted":["{}"]}}"#,
+            ACCOUNTS[1].app_id
+        ),
+        TODAY,
+    );
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(&sim.base_url(), reports, dates, "./out", FAST_LIMITS),
+    );
+    let ps = p.to_str().expect("utf8");
+    let o = wxcube_env(&["run", ps, "--today", TODAY], dir.path(), &FAST);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        text.contains("account shop_sh: its token source (stable_token) failed")
+            && text.contains("token endpoint's daily quota is exhausted (errcode 45009)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("deferred to the next China midnight"),
+        "{text}"
+    );
+    let stats = sim.get("/_sim/stats");
+    let codes: Vec<i64> = stats["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["errcode"].as_i64())
+        .collect();
+    assert_eq!(codes.iter().filter(|&&c| c == 45011).count(), 2);
+    assert!(
+        stats["data_calls"].get(ACCOUNTS[1].app_id).is_none(),
+        "{stats}"
+    );
+    let brand = read_rows(&dir.path().join("out"), "user_summary", "brand_cn");
+    assert!(!brand.is_empty());
+
+    // Same day, the token source mended: shop_sh is fetched in full (no quota stop).
+    let sim = Sim::start(r#"{"seed":5}"#, TODAY);
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &pipeline_at(&sim.base_url(), reports, dates, "./out", FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY],
+        dir.path(),
+        &FAST,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(sim.get("/_sim/stats")["data_calls"]
+        .get(ACCOUNTS[1].app_id)
+        .is_some());
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        fresh.path(),
+        "p.yaml",
+        &pipeline_at(&sim.base_url(), reports, dates, "./out", FAST_LIMITS),
+    );
+    let o = wxcube_env(
+        &["run", p.to_str().expect("utf8"), "--today", TODAY],
+        fresh.path(),
+        &FAST,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let list = ["user_summary", "interface_summary"];
+    assert_same(
+        &snapshot(&dir.path().join("out"), &list),
+        &snapshot(&fresh.path().join("out"), &list),
+        "after the token source mended",
+    );
+}
+
+/// Publisher paging against servers that page wrongly: a `total_num` that lies low or
+/// high, a server that sends everything on every page, one that ignores `page`. The rows
+/// equal the simulator's unpaged answer exactly, or the window fails; never a row twice.
+#[test]
+fn publisher_paging_survives_lying_totals_and_ignored_pages() {
+    use wxcube::catalog;
+    use wxcube::sim::{self, SimConfig};
+    let (start, end, today) = ("2024-05-01", "2024-12-31", "2025-01-20");
+    let reports = ["ad_position", "ad_cps", "ad_settlement"];
+    let want = |id: &str, app: &str| {
+        let cfg: SimConfig = serde_json::from_str(r#"{"seed":7}"#).expect("sim config");
+        let d = |s| wxcube::dates::parse(s).expect("date");
+        let r = catalog::find(id).expect("report");
+        let text = sim::respond(&cfg, d(today), r, app, d(start), d(end)).to_string();
+        let mut body: Value = serde_json::from_str(&text).expect("json");
+        if let Some(list) = body.get("settlement_list").cloned() {
+            body["list"] = list;
+        }
+        canon(&expected_rows(r, &body))
+    };
+    let run = |mode: &str| {
+        let sim = Sim::start(&format!(r#"{{"seed":7,{mode}}}"#), today);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &pipeline_at(
+                &sim.base_url(),
+                &format!("[{}]", reports.join(", ")),
+                &format!("  start: {start}\n  end: {end}"),
+                "./out",
+                FAST_LIMITS,
+            ),
+        );
+        let o = wxcube_env(
+            &["run", p.to_str().expect("utf8"), "--today", today],
+            dir.path(),
+            &FAST,
+        );
+        (dir, o)
+    };
+    for mode in [
+        r#""publisher_total_num":5"#,
+        r#""publisher_total_num":10000000"#,
+        r#""publisher_paging":"unpaged","publisher_total_num":0"#,
+    ] {
+        let (dir, o) = run(mode);
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+        for id in reports {
+            for a in &ACCOUNTS {
+                let got = canon(&read_rows(&dir.path().join("out"), id, a.name));
+                assert_same(
+                    &[(id.into(), got)],
+                    &[(id.into(), want(id, a.app_id))],
+                    mode,
+                );
+            }
+        }
+    }
+    // Ignoring `page`: windows of more than a page fail (2024 has 3 ad rows a day until
+    // mid-August); what is stored is the API's rows, each once.
+    let (dir, o) = run(r#""publisher_paging":"ignores_page""#);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("ignores `page`") && text.contains("ad_position"),
+        "{text}"
+    );
+    for a in &ACCOUNTS {
+        let rows = read_rows(&dir.path().join("out"), "ad_position", a.name);
+        let r = catalog::find("ad_position").expect("report");
+        assert_eq!(duplicate_keys(r, &rows), 0);
+        let all = want("ad_position", a.app_id);
+        let got = canon(&rows);
+        assert!(got.iter().all(|g| all.contains(g)), "{}", a.name);
+        assert!(
+            got.len() < all.len(),
+            "the windows that could not be paged are missing"
+        );
+        // ad_cps windows fit one page: complete.
+        let cps = canon(&read_rows(&dir.path().join("out"), "ad_cps", a.name));
+        assert_same(
+            &[("ad_cps".into(), cps)],
+            &[("ad_cps".into(), want("ad_cps", a.app_id))],
+            a.name,
+        );
+    }
+}

@@ -467,3 +467,47 @@ impl Sim {
             .map_or(0, |a| a.iter().filter(|c| c["path"] == path).count())
     }
 }
+
+/// The rows the simulator (`{"seed":7}`) answers for every window of a plan (`plan --json`),
+/// per `report/account`: what running that plan leaves in a table that was empty. Computed
+/// per window, as the run asks (a response-level `is_delay` depends on the window); rows
+/// replaced by key (settlements, returned by every window they overlap) count once.
+pub fn planned_rows(plan: &Value) -> BTreeMap<String, Vec<Value>> {
+    let cfg: wxcube::sim::SimConfig = serde_json::from_str(r#"{"seed":7}"#).expect("sim config");
+    let today = wxcube::dates::parse(plan["today"].as_str().expect("today")).expect("date");
+    let date = |v: &Value| wxcube::dates::parse(v.as_str().expect("date")).expect("date");
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for t in plan["tasks"].as_array().expect("tasks") {
+        let r = wxcube::catalog::find(t["report"].as_str().expect("report")).expect("report");
+        let name = t["account_name"].as_str().expect("account");
+        let app_id = ACCOUNTS
+            .iter()
+            .find(|a| a.name == name)
+            .expect("test account")
+            .app_id;
+        let rows = out.entry(format!("{}/{name}", r.id)).or_default();
+        for w in t["windows"].as_array().expect("windows") {
+            // Through JSON text, as the client sees it (floats parse to the nearest double).
+            let text =
+                wxcube::sim::respond(&cfg, today, r, app_id, date(&w["begin"]), date(&w["end"]))
+                    .to_string();
+            let mut body: Value = serde_json::from_str(&text).expect("json");
+            if let Some(list) = body.get("settlement_list").cloned() {
+                body["list"] = list;
+            }
+            rows.extend(expected_rows(r, &body));
+        }
+        if wxcube::catalog::replaced_by_key(r) {
+            let mut seen = std::collections::HashSet::new();
+            rows.retain(|row| {
+                seen.insert(
+                    r.key
+                        .iter()
+                        .map(|k| row[*k].to_string())
+                        .collect::<Vec<_>>(),
+                )
+            });
+        }
+    }
+    out
+}

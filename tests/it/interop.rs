@@ -1,12 +1,14 @@
-//! DuckDB, Polars and pyarrow read every table, from disk and (Polars, pyarrow) from S3.
-//! Needs the venv `make test` creates (WXCUBE_TEST_PYTHON) and, for S3, the moto server it
-//! starts (WXCUBE_TEST_S3, AWS_* variables).
+//! DuckDB, Polars and pyarrow read every table (publisher reports too) through their Hive
+//! partitioning, from disk and (Polars, pyarrow) from S3, and every column of every row
+//! equals the simulator's answer, the partition keys beside it. Needs the venv `make test`
+//! creates (WXCUBE_TEST_PYTHON) and, for S3, the moto server it starts (WXCUBE_TEST_S3,
+//! AWS_* variables).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use wxcube::catalog::REPORTS;
+use wxcube::catalog;
 
 use crate::harness::*;
 
@@ -44,36 +46,66 @@ except c.exceptions.BucketAlreadyOwnedByYou:\n    pass\n";
     );
 }
 
+const START: &str = "2025-10-20";
+const TODAY: &str = "2026-01-10";
+
+/// Every report, the publisher ones (not in `reports: all`) included.
 fn all_reports() -> String {
     format!(
         "[{}]",
-        REPORTS.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+        catalog::all().map(|r| r.id).collect::<Vec<_>>().join(", ")
     )
 }
 
-fn run(dir: &Path, out: &str) -> Value {
+/// The rows the API answers for the plan's windows, with the Hive keys a reader adds
+/// (`account`, `month`), computed from the simulator independently of the pipeline.
+fn expected_tables(plan: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (task, rows) in planned_rows(plan) {
+        let (report, account) = task.split_once('/').expect("report/account");
+        let table = out
+            .entry(report.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        for mut row in rows {
+            let day = row["ref_date"].as_str().expect("ref_date").to_string();
+            let o = row.as_object_mut().expect("row");
+            // A column named like a key keeps the API's value: a reader that replaced it
+            // with the folder's value then disagrees.
+            o.entry("account").or_insert(json!(account));
+            o.entry("month").or_insert(json!(day[..7]));
+            table.as_array_mut().expect("rows").push(row);
+        }
+    }
+    for r in catalog::all() {
+        assert!(
+            out.get(r.id)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()),
+            "{}: the simulator returned no rows",
+            r.id
+        );
+    }
+    Value::Object(out)
+}
+
+/// Runs every report into `out`; returns the run report and the plan it ran.
+fn run(dir: &Path, out: &str) -> (Value, Value) {
     let p = write(
         dir,
         "p.yaml",
-        &pipeline(&all_reports(), "  start: 2025-10-20", out, ""),
+        &pipeline(&all_reports(), &format!("  start: {START}"), out, ""),
     );
-    let o = wxcube(
-        &[
-            "run",
-            p.to_str().expect("utf8"),
-            "--today",
-            "2026-01-10",
-            "--json",
-        ],
-        dir,
-    );
+    let ps = p.to_str().expect("utf8");
+    let plan = wxcube(&["plan", ps, "--today", TODAY, "--json"], dir);
+    let plan: Value = serde_json::from_str(&stdout(&plan)).expect("plan json");
+    let o = wxcube(&["run", ps, "--today", TODAY, "--json"], dir);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).expect("json")
+    (serde_json::from_str(&stdout(&o)).expect("json"), plan)
 }
 
-fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
+fn spec(dir: &Path, (report, plan): &(Value, Value), root: &Path, s3: Option<Value>) -> PathBuf {
     let mut reports = serde_json::Map::new();
-    for r in REPORTS {
+    for r in catalog::all() {
         let rows: u64 = report["tasks"]
             .as_array()
             .expect("tasks")
@@ -88,7 +120,14 @@ fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
             json!({"rows": rows, "partition": "month", "columns": schema["columns"]}),
         );
     }
-    let mut s = json!({"root": root.to_str().expect("utf8"), "reports": reports});
+    let expected = dir.join("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::to_vec(&expected_tables(plan)).expect("json"),
+    )
+    .expect("write expected rows");
+    let mut s = json!({"root": root.to_str().expect("utf8"), "reports": reports,
+                       "expected": expected.to_str().expect("utf8")});
     if let Some(s3) = s3 {
         s["s3"] = s3;
     }
@@ -97,8 +136,9 @@ fn spec(dir: &Path, report: &Value, root: &Path, s3: Option<Value>) -> PathBuf {
     path
 }
 
-/// Runs the readers; returns the `reader:place` pairs that read every table.
-fn check(spec: &Path) -> String {
+/// Runs the readers; returns the `reader:place` pairs that read every table, and those
+/// whose rows equalled the API's in every table.
+fn check(spec: &Path) -> (String, String) {
     let py = python().expect("python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_tables.py");
     let o = Command::new(py)
@@ -112,11 +152,14 @@ fn check(spec: &Path) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("read: "))
-        .unwrap_or_default()
-        .to_string()
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = |tag: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .unwrap_or_default()
+            .to_string()
+    };
+    (line("read: "), line("compared: "))
 }
 
 /// A fresh prefix per test run: the loopback server may outlive one run.
@@ -135,14 +178,14 @@ fn duckdb_polars_pyarrow_read_every_table() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let report = run(dir.path(), "./out");
+    let ran = run(dir.path(), "./out");
     let root = dir.path().join("out");
     let s3_uri = format!("s3://interop/{}", unique("tables"));
     let s3 = if s3_enabled() {
         create_bucket("interop");
-        let s3report = run(dir.path(), &s3_uri);
+        let (s3report, _) = run(dir.path(), &s3_uri);
         assert_eq!(
-            s3report["rows"], report["rows"],
+            s3report["rows"], ran.0["rows"],
             "S3 run writes the same rows as the local run"
         );
         Some(json!({
@@ -156,7 +199,7 @@ fn duckdb_polars_pyarrow_read_every_table() {
         None
     };
     let with_s3 = s3.is_some();
-    let read = check(&spec(dir.path(), &report, &root, s3));
+    let (read, compared) = check(&spec(dir.path(), &ran, &root, s3));
     let mut want = vec!["duckdb:disk", "polars:disk", "pyarrow:disk"];
     if with_s3 {
         want.extend(["polars:s3", "pyarrow:s3"]);
@@ -165,4 +208,9 @@ fn duckdb_polars_pyarrow_read_every_table() {
     }
     want.sort_unstable();
     assert_eq!(read, want.join(" "), "every reader read every table");
+    assert_eq!(
+        compared,
+        want.join(" "),
+        "every reader's rows equal the API's, in every table"
+    );
 }
