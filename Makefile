@@ -8,7 +8,7 @@ S3_PORT ?= 9000
 TEST_S3_PORT ?=
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help build demo test check fmt lint bench venv clean s3-up s3-down
+.PHONY: help build demo test check fmt lint bench venv airflow-venv clean s3-up s3-down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -25,8 +25,13 @@ $(VENV)/.stamp: tests/interop/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 	touch $@
 
+AIRFLOW_VENV ?= $(HOME)/.cache/airflow-venv
+airflow-venv: ## Airflow in its own venv (~5 min), so `make test` runs the example DAG with dag.test()
+	python3 -m venv $(AIRFLOW_VENV)
+	timeout 600 $(AIRFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check apache-airflow
+
 test: venv ## every test: unit, integration, S3 on a local moto server, DuckDB/Polars/pyarrow interop
-	VENV=$(VENV) S3_PORT=$(TEST_S3_PORT) CARGO="$(CARGO)" bash scripts/test.sh
+	VENV=$(VENV) S3_PORT=$(TEST_S3_PORT) CARGO="$(CARGO)" AIRFLOW_VENV=$(AIRFLOW_VENV) bash scripts/test.sh
 
 check: fmt lint test ## fmt, clippy -D warnings, tests
 

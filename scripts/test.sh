@@ -28,6 +28,11 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
 export WXCUBE_TEST_S3=1 WXCUBE_TEST_PYTHON="$PWD/$VENV/bin/python"
 [ -x "$WXCUBE_TEST_PYTHON" ] || WXCUBE_TEST_PYTHON="$VENV/bin/python"
 
+# Airflow checks the example DAG itself (dag.test()) when a Python with Airflow is there
+# (`make airflow-venv`); otherwise the test runs the DAG's commands with Airflow stubbed.
+AIRFLOW_VENV=${AIRFLOW_VENV:-$HOME/.cache/airflow-venv}
+if [ -x "$AIRFLOW_VENV/bin/airflow" ]; then export WXCUBE_TEST_AIRFLOW_PYTHON="$AIRFLOW_VENV/bin/python"; fi
+
 $CARGO test --lib --bins --tests -- --test-threads=2
 # The benchmarks run once each as smoke tests (criterion's harness takes no test flags).
 $CARGO test --benches

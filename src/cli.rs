@@ -43,6 +43,9 @@ pub struct Common {
     /// Only these accounts (comma-separated names from the pipeline).
     #[arg(long, value_delimiter = ',', global = true)]
     pub accounts: Option<Vec<String>>,
+    /// Only the accounts of shard K of N (1-based), by a stable hash of their names (FNV-1a 64).
+    #[arg(long, value_name = "K/N", global = true)]
+    pub shard: Option<crate::shard::Shard>,
     /// Only these reports (comma-separated ids or WeChat API names).
     #[arg(long, value_delimiter = ',', global = true)]
     pub reports: Option<Vec<String>>,
@@ -85,6 +88,12 @@ pub enum Command {
         /// Ignore state: fetch the whole range again (rows are replaced, never duplicated).
         #[arg(long)]
         full_refresh: bool,
+        /// Seconds to wait for an account leased by another run before skipping it (exit 3).
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::lease::DEFAULT_WAIT.as_secs_f64())]
+        lease_wait: f64,
+        /// Lease length in seconds (tests shorten it; renewed every third of it).
+        #[arg(long, hide = true, default_value_t = crate::lease::DEFAULT_LENGTH.as_secs_f64())]
+        lease_seconds: f64,
         #[command(flatten)]
         common: Common,
     },
@@ -95,6 +104,26 @@ pub enum Command {
         /// Plan as if nothing were loaded yet.
         #[arg(long)]
         full_refresh: bool,
+        /// With --json: the work units of N shards (default: the N of --shard, else 1).
+        #[arg(long, value_name = "N")]
+        shards: Option<u32>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// What is loaded per account and report: ranges, gaps, provisional dates, stops, last run; reads state only.
+    Status {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The partitions committed since a run or a time (for warehouse loaders).
+    Changes {
+        /// The output uri (a local path or s3://bucket/prefix).
+        uri: String,
+        /// A run id (changes after that run's) or a UTC time (2026-01-10T08:00:00Z, 2026-01-10).
+        #[arg(long, value_name = "RUN|TIME")]
+        since: crate::changes::Since,
         #[command(flatten)]
         common: Common,
     },
@@ -192,6 +221,8 @@ fn common(cmd: &Command) -> &Common {
     match cmd {
         Command::Run { common, .. }
         | Command::Plan { common, .. }
+        | Command::Status { common, .. }
+        | Command::Changes { common, .. }
         | Command::Validate { common, .. }
         | Command::Reports { common }
         | Command::Schema { common, .. }
@@ -256,6 +287,8 @@ fn options(c: &Common, full_refresh: bool) -> Result<Options, Failure> {
         accounts: c.accounts.clone(),
         reports: c.reports.as_deref().map(resolve_reports).transpose()?,
         full_refresh,
+        shard: c.shard,
+        lease: crate::lease::Config::default(),
         retry: Some(retry_policy()),
         observer: None,
     })
@@ -380,12 +413,58 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(EXIT_OK)
         }
+        Command::Status { pipeline, common } => {
+            let p = load_pipeline(&pipeline)?;
+            let opts = options(&common, false)?;
+            let store = crate::store::Store::open(&p.output.uri)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            let st = crate::status::status(&p, &clock(&common), &opts, &store)
+                .await
+                .map_err(run_failure)?;
+            if common.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&st).unwrap_or_default()
+                );
+            } else {
+                crate::status::print(&mut out, &st);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Changes { uri, since, common } => {
+            let store =
+                crate::store::Store::open(&uri).map_err(|e| Failure::usage(e.to_string()))?;
+            let l = crate::changes::list(&store, &since)
+                .await
+                .map_err(|e| match e {
+                    crate::changes::ChangesError::Usage(m) => Failure::usage(m),
+                    other => Failure::runtime(other.to_string()),
+                })?;
+            if common.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&l).unwrap_or_default()
+                );
+            } else {
+                print_changes(&mut out, &l);
+            }
+            Ok(EXIT_OK)
+        }
         Command::Plan {
             pipeline,
             full_refresh,
+            shards,
             common,
         } => {
             let p = load_pipeline(&pipeline)?;
+            if let Some(n) = shards.filter(|n| !(1..=crate::shard::MAX_SHARDS).contains(n)) {
+                return Err(Failure::usage(format!(
+                    "--shards {n}: between 1 and {}",
+                    crate::shard::MAX_SHARDS
+                )));
+            }
             let opts = options(&common, full_refresh)?;
             let clock = clock(&common);
             let store = crate::store::Store::open(&p.output.uri)
@@ -397,7 +476,12 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 let _ = writeln!(
                     out,
                     "{}",
-                    serde_json::to_string_pretty(&plan_json(&p, &plan)).unwrap_or_default()
+                    serde_json::to_string_pretty(&plan_json(
+                        &p,
+                        &plan,
+                        shards.or(common.shard.map(|s| s.n))
+                    ))
+                    .unwrap_or_default()
                 );
             } else {
                 print_plan(&mut out, &p, &plan);
@@ -407,10 +491,13 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Run {
             pipeline,
             full_refresh,
+            lease_wait,
+            lease_seconds,
             common,
         } => {
             let p = load_pipeline(&pipeline)?;
             let mut opts = options(&common, full_refresh)?;
+            opts.lease = lease_config(lease_wait, lease_seconds)?;
             let clock = clock(&common);
             let bars = progress::wanted(
                 common.progress,
@@ -451,9 +538,8 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 );
             } else if !common.quiet {
                 let store = crate::store::Store::open(&p.output.uri).ok();
-                let saved = store
-                    .filter(|_| report.error.is_none())
-                    .map(|s| s.describe(&format!("_wxcube/runs/{}.json", report.run_id)));
+                let saved =
+                    store.map(|s| s.describe(&format!("_wxcube/runs/{}.json", report.run_id)));
                 print_summary(&mut out, &report, saved.as_deref());
             }
             if let Some(e) = &report.error {
@@ -602,8 +688,100 @@ fn percent(calls: usize, budget: u32) -> String {
     format!("{:.1}%", 100.0 * calls as f64 / f64::from(budget.max(1)))
 }
 
+fn lease_config(wait: f64, length: f64) -> Result<crate::lease::Config, Failure> {
+    let secs = |flag: &str, v: f64, min: f64| {
+        if v.is_finite() && (min..=86_400.0).contains(&v) {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::usage(format!(
+                "{flag} {v}: seconds between {min} and 86400"
+            )))
+        }
+    };
+    Ok(crate::lease::Config {
+        wait: secs("--lease-wait", wait, 0.0)?,
+        length: secs("--lease-seconds", length, 0.3)?,
+    })
+}
+
+fn print_changes(out: &mut impl Write, l: &crate::changes::Listing) {
+    let mut t = Table::new(&[
+        ("committed_at", false),
+        ("run", false),
+        ("table", false),
+        ("account", false),
+        ("partition", false),
+        ("rows", true),
+        ("bytes", true),
+        ("status", false),
+    ]);
+    for c in &l.changes {
+        t.push(vec![
+            c.committed_at
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.run_id.clone(),
+            c.table.clone(),
+            c.account.clone(),
+            c.partition.clone(),
+            c.rows.map_or("-".into(), |r| r.to_string()),
+            c.bytes.map_or("-".into(), human_bytes),
+            c.status.clone(),
+        ]);
+    }
+    t.render(out);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{} partitions changed since {} (pending: re-read them, their commit may not have happened); next time: --since {}",
+        l.changes.len(),
+        l.since,
+        l.next_since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+}
+
+/// The work units of `n` shards: per shard, its accounts, calls and share of the budget.
+fn work_units(p: &Pipeline, plan: &plan_mod::Plan, n: u32) -> Vec<serde_json::Value> {
+    (1..=n.max(1))
+        .map(|k| {
+            let shard = crate::shard::Shard { k, n: n.max(1) };
+            let tasks: Vec<&plan_mod::Task> = plan
+                .tasks
+                .iter()
+                .filter(|t| shard.holds(&t.account_name))
+                .collect();
+            let mut accounts: Vec<&str> = tasks.iter().map(|t| t.account_name.as_str()).collect();
+            accounts.dedup();
+            let calls: usize = tasks.iter().map(|t| t.windows.len()).sum();
+            let mut per_account: std::collections::BTreeMap<&str, usize> = Default::default();
+            for t in &tasks {
+                *per_account.entry(t.account_name.as_str()).or_default() += t.windows.len();
+            }
+            let busiest = per_account.values().copied().max().unwrap_or(0);
+            // Per account and report: the largest share of limits.daily_calls_per_report.
+            let share = tasks
+                .iter()
+                .map(|t| t.windows.len() as f64 / f64::from(plan.daily_calls_per_report.max(1)))
+                .fold(0.0, f64::max);
+            let global = (p.limits.global_requests_per_second / shard.n).max(1);
+            let secs = (busiest as f64 / f64::from(p.limits.requests_per_second.max(1)))
+                .max(calls as f64 / f64::from(global));
+            serde_json::json!({
+                "shard": shard.to_string(),
+                "index": k,
+                "accounts": accounts,
+                "calls": calls,
+                "deferred_calls": tasks.iter().map(|t| t.deferred.len()).sum::<usize>(),
+                "budget_share": share,
+                "busiest_account_calls": busiest,
+                "min_seconds": secs.ceil(),
+            })
+        })
+        .collect()
+}
+
 /// `plan --json`: the `Plan` with derived numbers beside its own fields.
-fn plan_json(p: &Pipeline, plan: &plan_mod::Plan) -> serde_json::Value {
+fn plan_json(p: &Pipeline, plan: &plan_mod::Plan, shards: Option<u32>) -> serde_json::Value {
     let mut v = serde_json::to_value(plan).unwrap_or_default();
     if let Some(tasks) = v.get_mut("tasks").and_then(|t| t.as_array_mut()) {
         for (t, task) in tasks.iter_mut().zip(&plan.tasks) {
@@ -621,6 +799,9 @@ fn plan_json(p: &Pipeline, plan: &plan_mod::Plan) -> serde_json::Value {
         o.insert("pipeline".into(), p.name.clone().into());
         o.insert("calls".into(), plan.calls().into());
         o.insert("deferred_calls".into(), plan.deferred().into());
+        let n = shards.unwrap_or(1);
+        o.insert("shards".into(), n.into());
+        o.insert("work_units".into(), work_units(p, plan, n).into());
     }
     v
 }
@@ -924,6 +1105,7 @@ mod tests {
             exit_code,
             error: None,
             tasks,
+            changes: Vec::new(),
         }
     }
 

@@ -1220,6 +1220,19 @@ mod tests {
                         .expect("log")
                         .push(format!("{}\n{body}", line.trim()));
                     let (status, headers, out) = answer(line.trim(), &body);
+                    // Chunked when asked: no length to refuse the body by up front.
+                    if headers.contains("chunked") {
+                        let head =
+                            format!("HTTP/1.1 {status} X\r\nConnection: close\r\n{headers}\r\n");
+                        let _ = c.write_all(head.as_bytes());
+                        for part in out.chunks(4096) {
+                            let _ = c.write_all(format!("{:x}\r\n", part.len()).as_bytes());
+                            let _ = c.write_all(part);
+                            let _ = c.write_all(b"\r\n");
+                        }
+                        let _ = c.write_all(b"0\r\n\r\n");
+                        continue;
+                    }
                     let head = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
                         out.len()
@@ -1325,6 +1338,7 @@ mod tests {
             "{e}"
         );
         let calls = fake.seen().len();
+        assert_eq!(calls, 1, "a body past its cap is not retried");
         let again = ex
             .fetch(&client, r, w, today, &mut 0)
             .await
@@ -1332,6 +1346,88 @@ mod tests {
             .expect("remembered");
         assert!(matches!(again, FetchError::TokenSource { .. }), "{again}");
         assert_eq!(fake.seen().len(), calls, "no more token attempts");
+    }
+
+    /// The same without a Content-Length: the body is read in chunks and refused at the
+    /// cap.
+    #[tokio::test]
+    async fn an_oversized_chunked_body_is_refused_at_the_cap() {
+        let big = format!(
+            r#"{{"access_token":"{}","expires_in":7200}}"#,
+            "a".repeat(100 << 10)
+        );
+        let fake = Fake::start(move |_, _| {
+            (
+                200,
+                "Transfer-Encoding: chunked\r\n".into(),
+                big.as_bytes().to_vec(),
+            )
+        });
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        let e = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("larger than 65536 bytes"), "{e}");
+        // A small chunked answer still works.
+        let fake = Fake::start(|line, _| {
+            let body = if line.contains("stable_token") {
+                TOKEN.to_string()
+            } else {
+                json!({"list": []}).to_string()
+            };
+            (
+                200,
+                "Transfer-Encoding: chunked\r\n".into(),
+                body.into_bytes(),
+            )
+        });
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let f = ex
+            .fetch(&client, r, w, today, &mut 0)
+            .await
+            .expect("fetched");
+        assert_eq!(f.decoded.batch.num_rows(), 0);
+    }
+
+    /// A rejected token is force-refreshed; over the forced-refresh allowance (45009 on
+    /// force_refresh) the current stable token is fetched instead, and the account goes on.
+    #[tokio::test]
+    async fn forced_refresh_over_its_allowance_falls_back_to_the_current_token() {
+        let n = Arc::new(AtomicU64::new(0));
+        let m = Arc::clone(&n);
+        let fake = Fake::start(move |line, body| {
+            if line.contains("stable_token") {
+                if body.contains(r#""force_refresh":true"#) {
+                    return ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#);
+                }
+                let k = m.fetch_add(1, Ordering::SeqCst);
+                return ok(&format!(
+                    r#"{{"access_token":"tok-{k}","expires_in":7200}}"#
+                ));
+            }
+            if line.contains("access_token=tok-0") {
+                return ok(r#"{"errcode":40001,"errmsg":"invalid credential"}"#);
+            }
+            ok(r#"{"list":[]}"#)
+        });
+        let ex = Extractor::new(100, fast(), 1).expect("extractor");
+        let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
+        let (r, w, today) = window();
+        ex.fetch(&client, r, w, today, &mut 0)
+            .await
+            .expect("fetched with the fallback token");
+        let seen = fake.seen();
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.contains(r#""force_refresh":true"#))
+                .count(),
+            1
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 2, "{seen:?}");
     }
 
     /// 45011 at a token endpoint waits for the next minute and tries again; 45009 there

@@ -3,12 +3,14 @@
 //! `catalog` as the single source of truth about reports and `sim` as the built-in API.
 
 pub mod catalog;
+pub mod changes;
 pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod dates;
 pub mod extract;
 pub mod layout;
+pub mod lease;
 pub mod limit;
 pub mod load;
 pub mod pipeline;
@@ -16,7 +18,9 @@ pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod secret;
+pub mod shard;
 pub mod sim;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod transform;

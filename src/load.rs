@@ -328,10 +328,12 @@ fn merge_runs(cmp: &LexicographicalComparator, runs: &mut [(usize, usize)]) -> V
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Committed {
     pub rows: usize,
     pub bytes: usize,
+    /// The new object's ETag or version id, where the store gives one.
+    pub etag: Option<String>,
 }
 
 /// Rewrites one partition: old rows outside `windows` + `fresh`, sorted, atomically.
@@ -386,11 +388,12 @@ pub async fn commit_fresh(
             .unwrap_or_default();
         // A new partition written as it streamed in is already the file.
         if let (None, false, [Fresh::File { bytes, rows, .. }]) = (&existing, by_key, fresh) {
-            match store.write(&rel, bytes.clone(), &tag).await {
-                Ok(()) => {
+            match store.write_tagged(&rel, bytes.clone(), &tag).await {
+                Ok(t) => {
                     return Ok(Committed {
                         rows: *rows,
                         bytes: bytes.len(),
+                        etag: t.etag(),
                     })
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -441,8 +444,14 @@ pub async fn commit_fresh(
         let (bytes, rows) = merge_encode(report, &target, parts, fresh_for_merge, compression)
             .map_err(|e| e.at(store.describe(&rel)))?;
         let n = bytes.len();
-        match store.write(&rel, bytes, &tag).await {
-            Ok(()) => return Ok(Committed { rows, bytes: n }),
+        match store.write_tagged(&rel, bytes, &tag).await {
+            Ok(t) => {
+                return Ok(Committed {
+                    rows,
+                    bytes: n,
+                    etag: t.etag(),
+                })
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -494,12 +503,26 @@ pub async fn drop_keys(
     keys: &std::collections::HashSet<Vec<u8>>,
     compression: Compression,
 ) -> Result<usize, LoadError> {
+    drop_keys_committed(store, report, account, part, keys, compression)
+        .await
+        .map(|(n, _)| n)
+}
+
+/// `drop_keys`, with the new file's rows, bytes and tag when it was rewritten.
+pub async fn drop_keys_committed(
+    store: &Store,
+    report: &'static Report,
+    account: &str,
+    part: &str,
+    keys: &std::collections::HashSet<Vec<u8>>,
+    compression: Compression,
+) -> Result<(usize, Option<Committed>), LoadError> {
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
     let _guard = store.lock(&rel).await?;
     for _ in 0..16 {
         let Some((bytes, tag)) = store.read(&rel).await? else {
-            return Ok(0);
+            return Ok((0, None));
         };
         let old = match existing_rows(report, &target, bytes.clone()) {
             Ok(old) => old,
@@ -521,12 +544,20 @@ pub async fn drop_keys(
             kept.push(filter_record_batch(&b, &keep)?);
         }
         if dropped == 0 {
-            return Ok(0);
+            return Ok((0, None));
         }
-        let (bytes, _) = merge_encode(report, &target, kept, &[], compression)
+        let (bytes, rows) = merge_encode(report, &target, kept, &[], compression)
             .map_err(|e| e.at(store.describe(&rel)))?;
-        match store.write(&rel, bytes, &tag).await {
-            Ok(()) => return Ok(dropped),
+        let n = bytes.len();
+        match store.write_tagged(&rel, bytes, &tag).await {
+            Ok(t) => {
+                let c = Committed {
+                    rows,
+                    bytes: n,
+                    etag: t.etag(),
+                };
+                return Ok((dropped, Some(c)));
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }

@@ -22,8 +22,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::catalog::{self, Report};
+use crate::changes;
 use crate::dates::Clock;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
+use crate::lease::{self, Leases};
 use crate::load::{self, partitions_of, split};
 use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan, Window};
@@ -36,6 +38,10 @@ pub struct Options {
     pub accounts: Option<Vec<String>>,
     pub reports: Option<Vec<&'static Report>>,
     pub full_refresh: bool,
+    /// `--shard K/N`: only the accounts of that shard.
+    pub shard: Option<crate::shard::Shard>,
+    /// Lease length and how long to wait for another run's lease.
+    pub lease: lease::Config,
     pub retry: Option<RetryPolicy>,
     /// Told about progress as the run goes (progress bars, tests).
     pub observer: Option<Arc<dyn Observer>>,
@@ -131,6 +137,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub tasks: Vec<TaskReport>,
+    /// Every partition the run committed (also in the change log, `_wxcube/changes/`).
+    #[serde(default)]
+    pub changes: Vec<changes::Change>,
 }
 
 /// Resolves `--accounts` / `--reports` against the pipeline.
@@ -138,7 +147,7 @@ pub fn select(
     p: &Pipeline,
     opts: &Options,
 ) -> Result<(Vec<usize>, Vec<&'static Report>), RunError> {
-    let accounts = match &opts.accounts {
+    let mut accounts: Vec<usize> = match &opts.accounts {
         None => (0..p.accounts.len()).collect(),
         Some(names) => {
             let mut out = Vec::new();
@@ -159,6 +168,9 @@ pub fn select(
             out
         }
     };
+    if let Some(s) = opts.shard {
+        accounts.retain(|&i| s.holds(&p.accounts[i].name));
+    }
     let reports = opts.reports.clone().unwrap_or_else(|| p.reports.clone());
     Ok((accounts, reports))
 }
@@ -342,7 +354,32 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     );
     refuse_future_today(p, &clock)?;
     let store = Arc::new(Store::open(&p.output.uri)?);
-    let (plan, states) = make_plan(p, &clock, opts, &store).await?;
+    // Leases before the plan: it then reads state that no other run is changing.
+    let (accounts, reports) = select(p, opts)?;
+    // A refused layout is a usage error, and those write nothing, leases included.
+    crate::layout::check(&store, &reports, p.output.partition, false).await?;
+    let names: Vec<String> = accounts
+        .iter()
+        .map(|&i| p.accounts[i].name.clone())
+        .collect();
+    let holder = lease::Holder::this_process(&run_id);
+    let mut leases = Leases::acquire(Arc::clone(&store), &names, holder, opts.lease).await?;
+    let result = run_leased(p, clock, opts, (started, run_id), store, &leases).await;
+    leases.release_all().await;
+    result
+}
+
+async fn run_leased(
+    p: &Pipeline,
+    clock: Clock,
+    opts: &Options,
+    (started, run_id): (Instant, String),
+    store: Arc<Store>,
+    leases: &Leases,
+) -> Result<RunReport, RunError> {
+    let (mut plan, states) = make_plan(p, &clock, opts, &store).await?;
+    skip_leased(&mut plan, leases).await;
+    let log = changes::Log::new(Arc::clone(&store), &run_id);
     let today = plan.today;
     let mut writing: Vec<&'static Report> = Vec::new();
     for t in plan.tasks.iter().filter(|t| !t.windows.is_empty()) {
@@ -367,9 +404,13 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     };
     let retry = opts.retry.unwrap_or_default();
     let seed = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    // A per-process limit: N shards share it out (README "Running many accounts").
+    let global_rps = match opts.shard {
+        Some(s) => (p.limits.global_requests_per_second / s.n).max(1),
+        None => p.limits.global_requests_per_second,
+    };
     let ex = Arc::new(
-        Extractor::new(p.limits.global_requests_per_second, retry, seed)
-            .map_err(|e| RunError::Setup(e.to_string()))?,
+        Extractor::new(global_rps, retry, seed).map_err(|e| RunError::Setup(e.to_string()))?,
     );
     if let Some(o) = &opts.observer {
         o.started(&plan, Arc::clone(&ex.counters));
@@ -386,7 +427,9 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                 None
             } else {
                 let st = states.get(&(t.account_name.clone(), t.report));
+                let leased = leases.busy.get(&t.account_name);
                 Some(match st.and_then(|s| s.active_stop(today)) {
+                    _ if leased.is_some() => leased.map(|l| l.busy_message()).unwrap_or_default(),
                     Some(s) => s.message.clone(),
                     None => format!(
                         "daily budget of {} calls reached",
@@ -472,7 +515,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
             p.limits.max_in_flight as usize,
             today,
             probe_tasks(&plan, &states, ai),
-            tx.clone(),
+            (tx.clone(), leases.watch(&acct.name)),
         )));
     }
     drop(tx);
@@ -598,7 +641,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                             continue;
                         }
                     };
-                    let (store, slots, retry) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry);
+                    let (store, slots, retry, log) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry, Arc::clone(&log));
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
                     let partition = p.output.partition;
                     // Waiting for a slot here (not inside the task) is the backpressure that
@@ -609,11 +652,19 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
                         let n: u64 = rows.iter().map(|b| b.rows() as u64).sum::<u64>()
                             + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
+                            // The change record first: a crash after the commit still leaves it.
+                            let batch = match log.begin(report.id, &account, std::slice::from_ref(&part)).await {
+                                Ok(b) => b,
+                                Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files: 1, result: Err(e.into()) },
+                            };
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
+                            if let Ok(c) = &result {
+                                log.finish(batch, &[(part.clone(), c.clone())]).await;
+                            }
                             let parts = vec![part.clone()];
                             return Done::Commit { task, part, parts, windows, rows: n, files: 1, result };
                         }
-                        let (parts, files, result) = commit_keyed(&store, report, &account, &keyed_rows, partition, compression, &retry).await;
+                        let (parts, files, result) = commit_keyed(&store, report, &account, &keyed_rows, partition, compression, &retry, &log).await;
                         Done::Commit { task, part, parts, windows, rows: n, files, result }
                     });
                 }
@@ -805,19 +856,39 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         exit_code,
         error: fatal,
         tasks: reports,
+        changes: log.take(),
     };
     if let Some(o) = &opts.observer {
         o.finished(&report);
     }
-    if report.error.is_none() {
-        let rel = format!("_wxcube/runs/{}.json", report.run_id);
-        if let Ok(json) = serde_json::to_vec_pretty(&report) {
-            if let Err(e) = store.overwrite(&rel, bytes::Bytes::from(json)).await {
-                tracing::warn!(error = %e, "could not write the run report");
-            }
+    // Failed runs too: `wxcube status` shows each task's last run and its exit code.
+    let rel = format!("_wxcube/runs/{}.json", report.run_id);
+    if let Ok(json) = serde_json::to_vec_pretty(&report) {
+        if let Err(e) = store.overwrite(&rel, bytes::Bytes::from(json)).await {
+            tracing::warn!(error = %e, "could not write the run report");
         }
     }
     Ok(report)
+}
+
+/// Accounts another run holds are deferred whole; those with nothing to fetch are let go.
+async fn skip_leased(plan: &mut Plan, leases: &Leases) {
+    let mut busy_or_idle: BTreeMap<String, bool> = BTreeMap::new();
+    for t in &mut plan.tasks {
+        if leases.busy.contains_key(&t.account_name) {
+            let mut all = std::mem::take(&mut t.windows);
+            all.append(&mut t.deferred);
+            t.deferred = all;
+        }
+        let idle = busy_or_idle.entry(t.account_name.clone()).or_insert(true);
+        *idle &= t.windows.is_empty();
+    }
+    let idle: Vec<String> = busy_or_idle
+        .into_iter()
+        .filter(|(_, idle)| *idle)
+        .map(|(a, _)| a)
+        .collect();
+    leases.release(&idle).await;
 }
 
 /// Keeps only rows whose `ref_date` lies in the window fetched: a row outside it would
@@ -1074,6 +1145,7 @@ async fn commit_with_retry(
 /// this commit also wrote. State is recorded only after all of it, so a crash in between
 /// leaves the windows unrecorded and the next run does it again.
 /// Returns the folders written, how many, and the outcome.
+#[allow(clippy::too_many_arguments)]
 async fn commit_keyed(
     store: &Store,
     report: &'static Report,
@@ -1082,6 +1154,7 @@ async fn commit_keyed(
     partition: crate::pipeline::Partition,
     compression: crate::pipeline::Compression,
     retry: &RetryPolicy,
+    log: &changes::Log,
 ) -> (Vec<String>, usize, Result<load::Committed, load::LoadError>) {
     let mut by_part: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
     for b in rows {
@@ -1095,6 +1168,32 @@ async fn commit_keyed(
         }
     }
     let files = by_part.len();
+    let prefix = format!("{}/account={account}/", report.id);
+    let existing: Vec<String> = match store.list(&prefix).await {
+        Ok(l) => l
+            .iter()
+            .filter(|f| f.ends_with("/data.parquet"))
+            .map(|f| {
+                f.trim_start_matches(&prefix)
+                    .trim_end_matches("/data.parquet")
+                    .to_string()
+            })
+            .collect(),
+        Err(e) => return (Vec::new(), files, Err(e.into())),
+    };
+    // Every partition the pass may rewrite goes in the change log before the first write.
+    let mut touched: Vec<String> = by_part.keys().cloned().collect();
+    touched.extend(
+        existing
+            .iter()
+            .filter(|p| !by_part.contains_key(*p))
+            .cloned(),
+    );
+    let batch = match log.begin(report.id, account, &touched).await {
+        Ok(b) => b,
+        Err(e) => return (Vec::new(), files, Err(e.into())),
+    };
+    let mut changed: BTreeMap<String, load::Committed> = BTreeMap::new();
     let mut total = load::Committed::default();
     let mut kept: BTreeMap<String, std::collections::HashSet<Vec<u8>>> = BTreeMap::new();
     for (pv, batches) in &by_part {
@@ -1103,6 +1202,7 @@ async fn commit_keyed(
             Ok(c) => {
                 total.rows += c.rows;
                 total.bytes += c.bytes;
+                changed.insert(pv.clone(), c);
             }
             Err(e) => return (Vec::new(), files, Err(e)),
         }
@@ -1115,15 +1215,7 @@ async fn commit_keyed(
         Ok(k) => k,
         Err(e) => return (Vec::new(), files, Err(e)),
     };
-    let prefix = format!("{}/account={account}/", report.id);
-    let existing = match store.list(&prefix).await {
-        Ok(l) => l,
-        Err(e) => return (Vec::new(), files, Err(e.into())),
-    };
-    for f in existing.iter().filter(|f| f.ends_with("/data.parquet")) {
-        let pv = f
-            .trim_start_matches(&prefix)
-            .trim_end_matches("/data.parquet");
+    for pv in &existing {
         // The keys this partition must not hold: every fetched key but its own.
         let drop: std::collections::HashSet<Vec<u8>> = match kept.get(pv) {
             Some(own) => all.difference(own).cloned().collect(),
@@ -1132,10 +1224,16 @@ async fn commit_keyed(
         if drop.is_empty() {
             continue;
         }
-        if let Err(e) = load::drop_keys(store, report, account, pv, &drop, compression).await {
-            return (Vec::new(), files, Err(e));
+        match load::drop_keys_committed(store, report, account, pv, &drop, compression).await {
+            Ok((_, Some(c))) => {
+                changed.insert(pv.clone(), c);
+            }
+            Ok((_, None)) => {}
+            Err(e) => return (Vec::new(), files, Err(e)),
         }
     }
+    let changed: Vec<(String, load::Committed)> = changed.into_iter().collect();
+    log.finish(batch, &changed).await;
     (by_part.into_keys().collect(), files, Ok(total))
 }
 
@@ -1168,7 +1266,7 @@ async fn account_worker(
     max_in_flight: usize,
     today: NaiveDate,
     probe: BTreeSet<usize>,
-    tx: mpsc::Sender<Msg>,
+    (tx, lease): (mpsc::Sender<Msg>, lease::Watch),
 ) {
     // Tasks whose permission WeChat withheld last run: their first window goes alone, so
     // a still-missing permission costs one call, not one per window in flight.
@@ -1206,15 +1304,20 @@ async fn account_worker(
             let Some((idx, (ti, r, w))) = queue.next() else {
                 break;
             };
-            let (ex, client, stopped, account_stop, any_stop) = (
+            let (ex, client, stopped, account_stop, any_stop, lease) = (
                 Arc::clone(&ex),
                 Arc::clone(&client),
                 Arc::clone(&stopped),
                 Arc::clone(&account_stop),
                 Arc::clone(&any_stop),
+                lease.clone(),
             );
             let job = async move {
                 let stop_now = || -> Option<Outcome> {
+                    // Another run took the account over: call WeChat no more for it.
+                    if let Some(m) = lease.lost() {
+                        return Some(Outcome::Failed(m, 0));
+                    }
                     if !any_stop.load(Ordering::Relaxed) {
                         return None;
                     }
@@ -1448,6 +1551,10 @@ mod tests {
         let store = Store::open(dir.path().to_str().expect("utf8")).expect("store");
         let r = catalog::find("ad_settlement").expect("catalogue");
         let retry = RetryPolicy::default();
+        let log = changes::Log::new(
+            Arc::new(Store::open(dir.path().to_str().expect("utf8")).expect("store")),
+            "20240101T000000Z-00000001",
+        );
         let first = settlements(&[("2024-03-25", "202403", 2), ("2024-03-10", "202403", 1)]);
         let (parts, _, res) = commit_keyed(
             &store,
@@ -1457,6 +1564,7 @@ mod tests {
             Partition::Month,
             Compression::Zstd,
             &retry,
+            &log,
         )
         .await;
         res.expect("commit");
@@ -1471,10 +1579,14 @@ mod tests {
             Partition::Month,
             Compression::Zstd,
             &retry,
+            &log,
         )
         .await;
         res.expect("commit");
         assert_eq!(files, 2);
+        // Both partitions were rewritten by the second pass: both are in the change log.
+        let logged: Vec<String> = log.take().into_iter().map(|c| c.partition).collect();
+        assert_eq!(logged, ["month=2024-03", "month=2024-03", "month=2024-04"]);
         assert_eq!(
             parts,
             vec!["month=2024-03".to_string(), "month=2024-04".to_string()]

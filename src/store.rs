@@ -87,6 +87,16 @@ enum Version {
     Remote(UpdateVersion),
 }
 
+impl Tag {
+    /// The store's name for this version: S3's ETag (or version id); none on local disk.
+    pub fn etag(&self) -> Option<String> {
+        match &self.0 {
+            Version::Remote(v) => v.e_tag.clone().or_else(|| v.version.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Identity of one version of a local file: every write renames a new file into place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileId {
@@ -295,15 +305,25 @@ impl Store {
     /// Replaces an object atomically, only if it is still at `tag` (absent, for the default
     /// tag); otherwise `Conflict`, and the object is left as it is.
     pub async fn write(&self, rel: &str, bytes: Bytes, tag: &Tag) -> Result<(), StoreError> {
+        self.put(rel, bytes, Some(tag)).await.map(|_| ())
+    }
+
+    /// `write`, returning the new version's tag (for change records and lease renewals).
+    pub async fn write_tagged(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+        tag: &Tag,
+    ) -> Result<Tag, StoreError> {
         self.put(rel, bytes, Some(tag)).await
     }
 
     /// Replaces an object atomically, whatever is there (run reports: each has its own name).
     pub async fn overwrite(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
-        self.put(rel, bytes, None).await
+        self.put(rel, bytes, None).await.map(|_| ())
     }
 
-    async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<(), StoreError> {
+    async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<Tag, StoreError> {
         match self {
             Store::Local { root } => {
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.cloned());
@@ -328,7 +348,10 @@ impl Store {
                     ..Default::default()
                 };
                 match store.put_opts(&p, bytes.into(), opts).await {
-                    Ok(_) => Ok(()),
+                    Ok(r) => Ok(Tag(Version::Remote(UpdateVersion {
+                        e_tag: r.e_tag,
+                        version: r.version,
+                    }))),
                     // object_store reports If-Match on a vanished object as Precondition too.
                     Err(e @ object_store::Error::Precondition { .. })
                     | Err(e @ object_store::Error::AlreadyExists { .. }) => {
@@ -511,7 +534,7 @@ fn write_local(
     rel: &str,
     bytes: &[u8],
     want: Option<Tag>,
-) -> Result<(), StoreError> {
+) -> Result<Tag, StoreError> {
     let path = root.join(rel);
     let dir = path.parent().unwrap_or(FsPath::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -526,7 +549,7 @@ fn write_local(
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
-        {
+        let version = {
             // Check and swap under one lock; held only for a stat and a rename.
             let _guard = lock_file(&root.join(COMMIT_LOCK))?;
             if let Some(want) = &want {
@@ -537,12 +560,13 @@ fn write_local(
                 }
             }
             std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        }
+            current_version(&path)?
+        };
         // The rename is durable only once the folder is synced.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(Tag(version))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -63,7 +63,15 @@ fn kill_9_at_ten_points_then_rerun_gives_the_uninterrupted_dataset() {
             &pipeline_at(&sim.base_url(), &list(), DATES, "./out", LIMITS),
         );
         let mut child = Command::new(bin())
-            .args(["run", p.to_str().expect("utf8"), "--today", TODAY])
+            // A short lease: the re-run takes over the killed run's leases within a second.
+            .args([
+                "run",
+                p.to_str().expect("utf8"),
+                "--today",
+                TODAY,
+                "--lease-seconds",
+                "1",
+            ])
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -93,7 +101,14 @@ fn kill_9_at_ten_points_then_rerun_gives_the_uninterrupted_dataset() {
             .sum();
         interrupted.push(remaining);
         let o = wxcube(
-            &["run", p.to_str().expect("utf8"), "--today", TODAY],
+            &[
+                "run",
+                p.to_str().expect("utf8"),
+                "--today",
+                TODAY,
+                "--lease-seconds",
+                "1",
+            ],
             dir.path(),
         );
         assert_eq!(o.status.code(), Some(0), "kill point {i}: {}", stderr(&o));

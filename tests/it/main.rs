@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod crash;
 mod faults;
+mod fleet;
 mod foreign;
 mod interop;
 mod lifecycle;

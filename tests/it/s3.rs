@@ -270,6 +270,9 @@ fn run_json(dir: &Path, yaml: &Path, today: &str, env: &[(&str, String)]) -> (Va
             "--json",
             "--progress",
             "never",
+            // A run cut off from S3 cannot release its leases: the re-run waits 10 s, not 120.
+            "--lease-seconds",
+            "10",
         ])
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
