@@ -6,19 +6,24 @@
 //!   per day for millions of rows;
 //! - `full_30`: the same for 30 days (peak memory must not grow with the range);
 //! - `rate_bound`: 4 accounts, 50 ms simulator latency, 20 requests/s per account;
-//! - `rate_bound_many`: 40 accounts at 2 requests/s with 26 articles a day (large answers).
+//! - `rate_bound_many`: 40 accounts at 2 requests/s with 26 articles a day (large answers);
+//! - `daily_many_small` (workload R of issue 16): all 21 datacube reports, legacy included,
+//!   3 accounts x 90 days at 3 articles a day: ~2,700 calls of a few dozen rows each, where
+//!   the cost of a call (timers, wake-ups, hand-offs, fsyncs) dominates, not decode.
 //!
 //! Per run: rows, data calls (counted by the simulator) / planned calls, wall and client CPU
 //! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
-//! million rows. The criterion results of `hot_path` (if run before) are folded in.
+//! million rows, context switches (getrusage via GNU time), and where `perf stat` may count
+//! tracepoints, the client's syscalls (all, futex, fsync, rename, openat) in total and per
+//! data call. The criterion results of `hot_path` (if run before) are folded in.
 //! Everything goes to `target/bench-report.json` and is printed as a table.
 //!
-//! The two unthrottled scenarios run `WXCUBE_BENCH_REPEAT` times (default 3) and report
+//! The unthrottled scenarios run `WXCUBE_BENCH_REPEAT` times (default 3) and report
 //! the median of each figure; every run's figures are kept in the JSON under `samples`.
 //!
 //! Knobs (environment): `WXCUBE_BENCH_ACCOUNTS`, `WXCUBE_BENCH_DAYS`,
 //! `WXCUBE_BENCH_ARTICLES`, `WXCUBE_BENCH_REPEAT`, `WXCUBE_BENCH_ONLY` (comma-separated
-//! scenario names).
+//! scenario names), `WXCUBE_BENCH_PERF=0` (no syscall counts).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -41,7 +46,16 @@ struct Scenario {
     latency_ms: u64,
     requests_per_second: u32,
     max_in_flight: u32,
+    /// The pipeline's `reports:` value.
+    reports: &'static str,
 }
+
+/// All 21 datacube reports: the 15 active ones and the six legacy ones.
+const DATACUBE_21: &str = "[user_summary, user_cumulate, article_read, article_share, \
+    biz_summary, article_total_detail, upstream_msg, upstream_msg_hour, upstream_msg_week, \
+    upstream_msg_month, upstream_msg_dist, upstream_msg_dist_week, upstream_msg_dist_month, \
+    interface_summary, interface_summary_hour, article_summary, article_total, user_read, \
+    user_read_hour, user_share, user_share_hour]";
 
 fn env_num(key: &str, default: u64) -> u64 {
     std::env::var(key)
@@ -62,6 +76,7 @@ fn scenarios() -> Vec<Scenario> {
         latency_ms: 0,
         requests_per_second: 1000,
         max_in_flight: 8,
+        reports: "all",
     };
     let all = vec![
         full("full_365", days),
@@ -74,6 +89,7 @@ fn scenarios() -> Vec<Scenario> {
             latency_ms: 50,
             requests_per_second: 20,
             max_in_flight: 16,
+            reports: "all",
         },
     ];
     // Many slow accounts with large answers: the shared memory budget must not hold the
@@ -87,6 +103,18 @@ fn scenarios() -> Vec<Scenario> {
         latency_ms: 50,
         requests_per_second: 2,
         max_in_flight: 8,
+        reports: "all",
+    });
+    // A daily run's shape: many calls, a few dozen rows each.
+    all.push(Scenario {
+        name: "daily_many_small",
+        accounts: 3,
+        days: 90,
+        articles_per_day: 3,
+        latency_ms: 0,
+        requests_per_second: 1000,
+        max_in_flight: 8,
+        reports: DATACUBE_21,
     });
     match std::env::var("WXCUBE_BENCH_ONLY") {
         Ok(only) => all
@@ -170,11 +198,12 @@ fn pipeline(s: &Scenario, port: u16, out: &Path) -> String {
     }
     format!(
         "version: 1\nname: bench_{name}\napi:\n  base_url: http://127.0.0.1:{port}\n\
-         accounts:\n{accounts}reports: all\ndates:\n  days_back: {days}\n\
+         accounts:\n{accounts}reports: {reports}\ndates:\n  days_back: {days}\n\
          output:\n  uri: {out}\n  partition: month\n  compression: zstd\n\
          limits:\n  requests_per_second: {rps}\n  max_in_flight: {mif}\n  \
          global_requests_per_second: 10000\n  daily_calls_per_report: 100000\n",
         name = s.name,
+        reports = s.reports,
         days = s.days,
         out = out.display(),
         rps = s.requests_per_second,
@@ -190,8 +219,21 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
     let yaml = dir.join("pipeline.yaml");
     std::fs::write(&yaml, pipeline(s, sim.port, &dir.join("out"))).map_err(|e| e.to_string())?;
     let timing = dir.join("time.txt");
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "%e %U %S %M", "-o"])
+    let counts = dir.join("perf.txt");
+    // GNU time measures the client alone; perf (outside it) only counts tracepoints.
+    let mut cmd = match perf_events() {
+        Some(events) => {
+            let mut c = Command::new("perf");
+            c.args(["stat", "-x", ",", "-e", events, "-o"])
+                .arg(&counts)
+                .arg("--")
+                .arg("/usr/bin/time");
+            c
+        }
+        None => Command::new("/usr/bin/time"),
+    };
+    let o = cmd
+        .args(["-f", "%e %U %S %M %w %c", "-o"])
         .arg(&timing)
         .arg(bin)
         .arg("run")
@@ -216,7 +258,7 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    let [wall, user, sys, rss_kb] = t[..] else {
+    let [wall, user, sys, rss_kb, vcsw, ivcsw] = t[..] else {
         return Err(format!("{}: unexpected GNU time output {t:?}", s.name));
     };
     let stats = sim.get("/_sim/stats")?;
@@ -253,18 +295,79 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
         "cpu_s_per_million_rows": cpu / (rows / 1e6).max(1e-9),
         "peak_rss_mb": rss_kb / 1024.0,
         "sim_cpu_s": sim_cpu,
+        "voluntary_switches": vcsw,
+        "involuntary_switches": ivcsw,
+        "cpu_us_per_call": cpu * 1e6 / (data.len() as f64).max(1.0),
     });
+    if let Some(sc) = syscalls(&counts, data.len()) {
+        out["syscalls"] = sc;
+    }
     if s.latency_ms > 0 {
         out["rate"] = rate(&data, s.requests_per_second);
     }
     Ok(out)
 }
 
+/// The tracepoints counted around each run, if `perf stat` may count them here.
+fn perf_events() -> Option<&'static str> {
+    static EVENTS: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *EVENTS.get_or_init(|| {
+        const E: &str = "raw_syscalls:sys_enter,syscalls:sys_enter_futex,\
+            syscalls:sys_enter_epoll_wait,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,\
+            syscalls:sys_enter_rename,syscalls:sys_enter_renameat,syscalls:sys_enter_renameat2,\
+            syscalls:sys_enter_openat,syscalls:sys_enter_flock,context-switches";
+        if std::env::var("WXCUBE_BENCH_PERF").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let ok = Command::new("perf")
+            .args(["stat", "-x", ",", "-e", E, "--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("end_to_end: perf cannot count syscalls here; no syscall figures");
+        }
+        ok.then_some(E)
+    })
+}
+
+/// `perf stat -x,` output: syscall counts of the client (GNU time's few included), in
+/// total and per data call.
+fn syscalls(path: &Path, calls: usize) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut n = std::collections::BTreeMap::<String, f64>::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(v), Some(ev)) = (f.first().and_then(|v| v.parse::<f64>().ok()), f.get(2)) else {
+            continue;
+        };
+        let name = ev
+            .trim_start_matches("raw_syscalls:sys_enter")
+            .trim_start_matches("syscalls:sys_enter_");
+        let name = match name {
+            "" => "all",
+            "fdatasync" => "fsync",
+            "renameat" | "renameat2" => "rename",
+            other => other,
+        };
+        *n.entry(name.to_string()).or_default() += v;
+    }
+    let all = *n.get("all")?;
+    let per_call = all / (calls as f64).max(1.0);
+    let futex = n.get("futex").copied().unwrap_or(0.0) / (calls as f64).max(1.0);
+    let mut out = json!({ "per_data_call": per_call, "futex_per_data_call": futex });
+    for (k, v) in n {
+        out[k] = json!(v);
+    }
+    Some(out)
+}
+
 /// Measured figures of one scenario's runs: the median of each (taken separately, so user +
 /// sys need not add up to the median CPU), every sample kept under `samples`; calls over
 /// planned and the exit code are the worst of them.
 fn median_of(mut samples: Vec<Value>) -> Value {
-    const MEDIAN: [&str; 8] = [
+    const MEDIAN: [&str; 11] = [
         "wall_s",
         "cpu_user_s",
         "cpu_sys_s",
@@ -273,6 +376,9 @@ fn median_of(mut samples: Vec<Value>) -> Value {
         "cpu_s_per_million_rows",
         "peak_rss_mb",
         "sim_cpu_s",
+        "voluntary_switches",
+        "involuntary_switches",
+        "cpu_us_per_call",
     ];
     if samples.len() == 1 {
         return samples.remove(0);
@@ -286,6 +392,26 @@ fn median_of(mut samples: Vec<Value>) -> Value {
             0 => {}
             n if n % 2 == 1 => out[k] = json!(v[m]),
             _ => out[k] = json!((v[m - 1] + v[m]) / 2.0),
+        }
+    }
+    if let Some(keys) = samples[0]["syscalls"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+    {
+        for k in keys {
+            let mut v: Vec<f64> = samples
+                .iter()
+                .filter_map(|r| r["syscalls"][&k].as_f64())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            if v.len() == samples.len() {
+                let m = v.len() / 2;
+                out["syscalls"][&k] = json!(if v.len() % 2 == 1 {
+                    v[m]
+                } else {
+                    (v[m - 1] + v[m]) / 2.0
+                });
+            }
         }
     }
     let worst = samples
@@ -470,6 +596,18 @@ fn print_table(report: &Value) {
                 list("peak_rss_mb")
             );
         }
+        println!(
+            "{:>13} per data call: {} CPU µs, {} syscalls ({} futex); run: {} fsync, {} rename, {} openat, {} + {} context switches (voluntary + not)",
+            "",
+            f(&r["cpu_us_per_call"]),
+            f(&r["syscalls"]["per_data_call"]),
+            f(&r["syscalls"]["futex_per_data_call"]),
+            f(&r["syscalls"]["fsync"]),
+            f(&r["syscalls"]["rename"]),
+            f(&r["syscalls"]["openat"]),
+            f(&r["voluntary_switches"]),
+            f(&r["involuntary_switches"]),
+        );
         if let Some(rate) = r.get("rate") {
             println!(
                 "{:>13} achieved / allowed request rate, worst account: {} overall, {} after the initial burst",

@@ -1,7 +1,7 @@
 //! Extract: tokens, rate limits, retries; one decoded response per window.
 //!
-//! Three separate wrappers around a call, each testable alone: the limiters (a governor
-//! limiter per account, one global), the in-flight cap (a semaphore per account), and the
+//! Three separate wrappers around a call, each testable alone: the limiters (a
+//! `limit::RateLimiter` per account, one global), the in-flight cap (a semaphore per account), and the
 //! retry loop (classification is `FetchError::class`, separate from the backoff).
 //! Tokens: `/cgi-bin/stable_token` once per account, shared by all its requests, refreshed
 //! before expiry; on 40001/40014/42001 refreshed once (forced when allowed: at most 20 a
@@ -24,17 +24,16 @@
 //!   the body to wherever it points): a 3xx fails the call.
 //! - Publisher paging guards are in `paging`: `total_num` is not trusted to end paging.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::catalog::{Report, Status};
 use crate::dates;
+use crate::limit::RateLimiter;
 use crate::pipeline::{Account, Auth};
 use crate::plan::Window;
 use crate::secret::{redact, Secret};
@@ -277,7 +276,7 @@ pub struct AccountClient {
     /// A component flow may rotate the authorizer refresh token.
     refresh_token: std::sync::Mutex<Option<Secret>>,
     forced: Mutex<ForcedLog>,
-    limiter: DefaultDirectRateLimiter,
+    limiter: RateLimiter,
     inflight: Semaphore,
 }
 
@@ -289,7 +288,6 @@ impl AccountClient {
         rps: u32,
         max_in_flight: u32,
     ) -> Self {
-        let rps = NonZeroU32::new(rps.max(1)).unwrap_or(NonZeroU32::MIN);
         if matches!(acct.auth, Auth::Classic) {
             tracing::warn!(
                 account = %acct.name,
@@ -307,7 +305,7 @@ impl AccountClient {
             broken: std::sync::Mutex::new(None),
             refresh_token: std::sync::Mutex::new(None),
             forced: Mutex::new(ForcedLog::default()),
-            limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(NonZeroU32::MIN)),
+            limiter: RateLimiter::per_second(rps),
             inflight: Semaphore::new(max_in_flight.max(1) as usize),
         }
     }
@@ -361,7 +359,7 @@ pub struct Counters {
 
 pub struct Extractor {
     http: reqwest::Client,
-    global: DefaultDirectRateLimiter,
+    global: RateLimiter,
     pub retry: RetryPolicy,
     jitter: Jitter,
     pub counters: Arc<Counters>,
@@ -477,10 +475,9 @@ impl Extractor {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| FetchError::Transient(redact(&e.to_string())))?;
-        let g = NonZeroU32::new(global_rps.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Extractor {
             http,
-            global: RateLimiter::direct(Quota::per_second(g).allow_burst(NonZeroU32::MIN)),
+            global: RateLimiter::per_second(global_rps),
             retry,
             jitter: Jitter::new(seed),
             counters: Arc::new(Counters::default()),

@@ -11,6 +11,7 @@ pub mod dates;
 pub mod extract;
 pub mod layout;
 pub mod lease;
+pub mod limit;
 pub mod load;
 pub mod pipeline;
 pub mod plan;
