@@ -578,21 +578,34 @@ impl Extractor {
             match r {
                 Ok(t) => return Ok(t),
                 Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
-                Err(e) => match self.token_retry(&e, attempt) {
-                    Some(wait) => {
-                        self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(account = %acct.name, attempt, error = %e, wait_ms = wait.as_millis() as u64, "{what} failed, retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                    None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
-                        return Err(FetchError::Exhausted {
-                            attempts: attempt,
-                            last: format!("{what}: {e}"),
-                        })
-                    }
-                    None => return Err(e),
-                },
+                Err(e) => self.token_backoff(e, attempt, what, &acct.name).await?,
             }
+        }
+    }
+
+    /// After a failed token call: waits and returns to try again, or gives up with the error
+    /// (`Exhausted` once the retries of a retryable one are spent).
+    async fn token_backoff(
+        &self,
+        e: FetchError,
+        attempt: u32,
+        what: &str,
+        account: &str,
+    ) -> Result<(), FetchError> {
+        match self.token_retry(&e, attempt) {
+            Some(wait) => {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(account, attempt, error = %e, wait_ms = wait.as_millis() as u64, "{what} failed, retrying");
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
+                Err(FetchError::Exhausted {
+                    attempts: attempt,
+                    last: format!("{what}: {e}"),
+                })
+            }
+            None => Err(e),
         }
     }
 
@@ -722,19 +735,10 @@ impl Extractor {
                                 )
                                 .await?;
                         }
-                        Err(e) => match self.token_retry(&e, attempt) {
-                            Some(wait) => {
-                                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(wait).await;
-                            }
-                            None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
-                                return Err(FetchError::Exhausted {
-                                    attempts: attempt,
-                                    last: format!("api_authorizer_token: {e}"),
-                                })
-                            }
-                            None => return Err(e),
-                        },
+                        Err(e) => {
+                            self.token_backoff(e, attempt, "api_authorizer_token", &acct.name)
+                                .await?
+                        }
                     }
                 }
             }

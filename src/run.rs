@@ -588,8 +588,7 @@ async fn run_leased(
                         }
                         rep.calls += u64::from(calls);
                         rep.windows_done += 1;
-                        let late_dates = dates_present(tr.report, &batch, msg.window, ready);
-                        let late_dates = |d: NaiveDate| late_dates.contains(&d);
+                        let provisional = provisional_dates(tr.report, msg.window, &batch, is_delay, ready);
                         if keyed {
                             tr.keyed.push(batch);
                         } else {
@@ -610,7 +609,6 @@ async fn run_leased(
                         for part in &parts {
                             tr.fetched.entry(part.clone()).or_default().push(msg.window);
                         }
-                        let provisional = provisional_dates(tr.report, msg.window, is_delay, ready, late_dates);
                         rep.provisional_dates += provisional.len();
                         if let Some(o) = tr.open.get_mut(&msg.window) {
                             o.1 = provisional;
@@ -996,22 +994,31 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
 }
 
 /// The dates of a window that stay provisional: all of them when WeChat says `is_delay`,
-/// else those that may be published late and had no rows (`late_dates` is the dates of the
-/// rows received, for the late candidates only).
+/// else those that may be published late (`plan::may_be_late`) and have no row in `batch`.
 fn provisional_dates(
     r: &Report,
     w: Window,
+    batch: &RecordBatch,
     is_delay: bool,
     ready: NaiveDate,
-    have: impl Fn(NaiveDate) -> bool,
 ) -> BTreeSet<NaiveDate> {
     if is_delay {
         return LoadedWindow::new(w, true).provisional;
     }
-    plan::row_dates(r, w.begin, w.end, ready)
+    let mut late: BTreeSet<NaiveDate> = plan::row_dates(r, w.begin, w.end, ready)
         .into_iter()
-        .filter(|&d| plan::may_be_late(r, d, ready) && !have(d))
-        .collect()
+        .filter(|&d| plan::may_be_late(r, d, ready))
+        .collect();
+    if late.is_empty() || batch.num_columns() == 0 {
+        return late;
+    }
+    if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
+        let wanted: Vec<i32> = late.iter().map(|&d| crate::transform::date32(d)).collect();
+        for v in dates.values().iter().filter(|v| wanted.contains(v)) {
+            late.remove(&from_date32(*v));
+        }
+    }
+    late
 }
 
 /// The account's tasks whose permission WeChat withheld in an earlier run.
@@ -1031,32 +1038,6 @@ fn probe_tasks(
         })
         .map(|(i, _)| i)
         .collect()
-}
-
-/// Of the window's dates that WeChat may still publish late, those with rows in `batch`.
-fn dates_present(
-    r: &Report,
-    batch: &RecordBatch,
-    w: Window,
-    ready: NaiveDate,
-) -> BTreeSet<NaiveDate> {
-    let late: Vec<i32> = plan::row_dates(r, w.begin, w.end, ready)
-        .into_iter()
-        .filter(|&d| plan::may_be_late(r, d, ready))
-        .map(crate::transform::date32)
-        .collect();
-    let mut out = BTreeSet::new();
-    if late.is_empty() || batch.num_columns() == 0 {
-        return out;
-    }
-    if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
-        for v in dates.values().iter() {
-            if late.contains(v) {
-                out.insert(from_date32(*v));
-            }
-        }
-    }
-    out
 }
 
 /// The one pseudo-partition of a report replaced by key: all its windows are committed

@@ -231,21 +231,19 @@ impl ReportState {
 
     /// Marks these loaded dates provisional (see `reopen`).
     pub fn reopen_dates(&mut self, dates: &std::collections::BTreeSet<NaiveDate>) {
-        let mut m = self.marks();
-        for (d, (mark, _)) in m.iter_mut() {
-            if dates.contains(d) {
-                mark.provisional = true;
-            }
-        }
-        self.set_marks(m);
+        self.reopen_where(|d| dates.contains(&d));
     }
 
     /// Marks the loaded dates `begin..=end` provisional (their rows are gone): the next run
     /// fetches them again, wherever they lie relative to its range.
     pub fn reopen(&mut self, begin: NaiveDate, end: NaiveDate) {
+        self.reopen_where(|d| begin <= d && d <= end);
+    }
+
+    fn reopen_where(&mut self, gone: impl Fn(NaiveDate) -> bool) {
         let mut m = self.marks();
         for (d, (mark, _)) in m.iter_mut() {
-            if begin <= *d && *d <= end {
+            if gone(*d) {
                 mark.provisional = true;
             }
         }
