@@ -2,7 +2,7 @@
 //! It defines what `decode` accepts and the errors it gives.
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder, StructBuilder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
@@ -59,39 +59,11 @@ fn type_err(row: usize, col: &Col, expected: &'static str, got: &Value) -> Decod
     }
 }
 
+/// Appends one row's value of `col`, read from `ctx`.
 fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
-    let v = ctx.get(col.src);
     let row = ctx.row;
-    let Some(v) = v else {
-        if col.nullable {
-            match b {
-                Builder::Date(b) => b.append_null(),
-                Builder::I64(b) => b.append_null(),
-                Builder::I32(b) => b.append_null(),
-                Builder::F64(b) => b.append_null(),
-                Builder::Str(b) => b.append_null(),
-                Builder::Bool(b) => b.append_null(),
-                Builder::Label(b, _) => b.append_null(),
-                Builder::List(b) => b.append_null(),
-            }
-            return Ok(());
-        }
-        return match (b, col.kind) {
-            // Read sources / drop-off positions absent: an empty list, not an error.
-            (Builder::List(b), _) => {
-                b.append(true);
-                Ok(())
-            }
-            // `is_delay` absent means WeChat did not flag the data.
-            (Builder::Bool(b), Kind::Bool) if matches!(col.src, Src::Response(_)) => {
-                b.append_value(false);
-                Ok(())
-            }
-            _ => Err(DecodeError::Missing {
-                row,
-                field: col.src.field(),
-            }),
-        };
+    let Some(v) = ctx.get(col.src) else {
+        return push_missing(b, col, row);
     };
     match (b, col.kind) {
         (Builder::Date(b), _) => {
@@ -139,7 +111,54 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
             };
             b.append_value(key);
         }
-        (Builder::List(b), Kind::ReadSources) => {
+        (Builder::List(b), kind) => push_list(b, kind, col, v, row)?,
+    }
+    Ok(())
+}
+
+/// A value absent from the response: null, an empty list, `false` for `is_delay`, or an error.
+fn push_missing(b: &mut Builder, col: &Col, row: usize) -> Result<(), DecodeError> {
+    if col.nullable {
+        match b {
+            Builder::Date(b) => b.append_null(),
+            Builder::I64(b) => b.append_null(),
+            Builder::I32(b) => b.append_null(),
+            Builder::F64(b) => b.append_null(),
+            Builder::Str(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Label(b, _) => b.append_null(),
+            Builder::List(b) => b.append_null(),
+        }
+        return Ok(());
+    }
+    match (b, col.kind) {
+        // Read sources / drop-off positions absent: an empty list, not an error.
+        (Builder::List(b), _) => {
+            b.append(true);
+            Ok(())
+        }
+        // `is_delay` absent means WeChat did not flag the data.
+        (Builder::Bool(b), Kind::Bool) if matches!(col.src, Src::Response(_)) => {
+            b.append_value(false);
+            Ok(())
+        }
+        _ => Err(DecodeError::Missing {
+            row,
+            field: col.src.field(),
+        }),
+    }
+}
+
+/// Appends one list value (read sources, drop-off positions, slot revenue).
+fn push_list(
+    b: &mut ListBuilder<StructBuilder>,
+    kind: Kind,
+    col: &Col,
+    v: &Value,
+    row: usize,
+) -> Result<(), DecodeError> {
+    match kind {
+        Kind::ReadSources => {
             let arr = v
                 .as_array()
                 .ok_or_else(|| type_err(row, col, "an array", v))?;
@@ -160,7 +179,7 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
             }
             b.append(true);
         }
-        (Builder::List(b), Kind::JumpPositions) => {
+        Kind::JumpPositions => {
             let arr = v
                 .as_array()
                 .ok_or_else(|| type_err(row, col, "an array", v))?;
@@ -185,7 +204,7 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
             }
             b.append(true);
         }
-        (Builder::List(b), Kind::SlotRevenue) => {
+        Kind::SlotRevenue => {
             let arr = v
                 .as_array()
                 .ok_or_else(|| type_err(row, col, "an array", v))?;
@@ -210,7 +229,7 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
             }
             b.append(true);
         }
-        _ => unreachable!("builder made from the same kind"),
+        _ => unreachable!("a list builder is made from a list kind"),
     }
     Ok(())
 }
