@@ -16,10 +16,13 @@ use crate::progress::{self, Progress};
 use crate::run::{self, Options, RunReport};
 use crate::transform;
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILURE: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_PARTIAL: i32 = 3;
+use crate::error::ExitCode;
+pub use crate::error::Failure;
+
+pub const EXIT_OK: i32 = ExitCode::Ok as i32;
+pub const EXIT_FAILURE: i32 = ExitCode::Failure as i32;
+pub const EXIT_USAGE: i32 = ExitCode::Usage as i32;
+pub const EXIT_PARTIAL: i32 = ExitCode::Partial as i32;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -167,27 +170,6 @@ fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
     dates::parse(s).ok_or_else(|| format!("{s:?} is not a date in YYYY-MM-DD form"))
 }
 
-/// Exit-coded error for `main`.
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
-}
-
-impl Failure {
-    fn usage(m: impl Into<String>) -> Self {
-        Failure {
-            code: EXIT_USAGE,
-            message: m.into(),
-        }
-    }
-    fn runtime(m: impl Into<String>) -> Self {
-        Failure {
-            code: EXIT_FAILURE,
-            message: m.into(),
-        }
-    }
-}
-
 fn init_logging(c: &Common) {
     let level = if c.quiet {
         "error"
@@ -256,7 +238,7 @@ pub fn resolve_reports(names: &[String]) -> Result<Vec<&'static Report>, Failure
 }
 
 fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, Failure> {
-    crate::config::load(path).map_err(|e| Failure::usage(e.to_string()))
+    crate::config::load(path).map_err(|e| Failure::new(ExitCode::Usage, e))
 }
 
 /// Retry timing, with test-only overrides from the environment (WXCUBE_RETRY_BASE_MS,
@@ -294,7 +276,7 @@ fn options(c: &Common, full_refresh: bool) -> Result<Options, Failure> {
     })
 }
 
-pub fn main_with(cli: Cli) -> i32 {
+pub fn main_with(cli: Cli) -> ExitCode {
     init_logging(common(&cli.command));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -303,13 +285,13 @@ pub fn main_with(cli: Cli) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILURE;
+            return ExitCode::Failure;
         }
     };
     match rt.block_on(dispatch(cli)) {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from_code(code),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            eprintln!("error: {f}");
             f.code
         }
     }
@@ -575,13 +557,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Failure> {
 }
 
 fn run_failure(e: run::RunError) -> Failure {
-    match e {
-        run::RunError::Usage(m) => Failure::usage(m),
-        e @ run::RunError::Layout(crate::layout::LayoutError::Mismatch { .. }) => {
-            Failure::usage(e.to_string())
-        }
-        other => Failure::runtime(other.to_string()),
-    }
+    Failure::from(e)
 }
 
 fn report_json(r: &'static Report) -> serde_json::Value {
@@ -619,14 +595,7 @@ fn human_bytes(b: u64) -> String {
 
 /// What an exit code means, for the last line of a run summary.
 pub fn exit_meaning(code: i32) -> &'static str {
-    match code {
-        EXIT_OK => "all done",
-        EXIT_PARTIAL => {
-            "partial: some work was deferred or failed (reasons above); the rest is committed, a re-run resumes"
-        }
-        EXIT_USAGE => "invalid pipeline or usage",
-        _ => "runtime failure (error below); committed partitions stay, a re-run resumes",
-    }
+    ExitCode::from_code(code).meaning()
 }
 
 /// A plain text table: columns as wide as their widest cell, two spaces apart.
