@@ -17,6 +17,7 @@ pub mod load;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod retry;
 pub mod run;
 pub mod secret;
 pub mod shard;

@@ -1105,31 +1105,27 @@ async fn write_state(
     retry: RetryPolicy,
     (today, calls, now): (NaiveDate, u64, chrono::DateTime<Utc>),
 ) -> Done {
-    let jitter = crate::extract::Jitter::new(0x57a7e);
-    let mut attempt = 0;
-    let result = loop {
-        attempt += 1;
-        let f = |st: &mut ReportState| {
-            st.record(&done.windows, ready, now);
-            st.add_parts(&done.parts, done.present.as_ref());
-            // A window loaded: the permission WeChat withheld has been granted.
-            if st
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.reason == state::PERMISSION)
-            {
-                st.stop = None;
-            }
-            st.count_calls(today, calls as u32);
-        };
-        match state::update(&store, report, &account, f).await {
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
-                tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying");
-                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
-            }
-            r => break r.map(|_| ()),
+    let jitter = crate::retry::Jitter::new(0x57a7e);
+    let f = |st: &mut ReportState| {
+        st.record(&done.windows, ready, now);
+        st.add_parts(&done.parts, done.present.as_ref());
+        // A window loaded: the permission WeChat withheld has been granted.
+        if st
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.reason == state::PERMISSION)
+        {
+            st.stop = None;
         }
+        st.count_calls(today, calls as u32);
     };
+    let (store, account, f) = (&store, &account, &f);
+    let result = crate::retry::retry_fn(
+        retry.schedule(retry.attempts, 0, &jitter),
+        |_| async move { state::update(store, report, account, f).await.map(|_| ()) },
+        |e, attempt| tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying"),
+    )
+    .await;
     Done::State {
         task,
         calls,
@@ -1148,18 +1144,13 @@ async fn commit_with_retry(
     compression: crate::pipeline::Compression,
     retry: &RetryPolicy,
 ) -> Result<load::Committed, load::LoadError> {
-    let jitter = crate::extract::Jitter::new(0x5eed);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match load::commit_fresh(store, report, account, part, windows, rows, compression).await {
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
-                tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying");
-                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
-            }
-            r => return r,
-        }
-    }
+    let jitter = crate::retry::Jitter::new(0x5eed);
+    crate::retry::retry_fn(
+        retry.schedule(retry.attempts, 0, &jitter),
+        |_| load::commit_fresh(store, report, account, part, windows, rows, compression),
+        |e, attempt| tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying"),
+    )
+    .await
 }
 
 /// Commits the rows of a report replaced by key (ad_settlement), each into the partition
