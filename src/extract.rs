@@ -36,6 +36,8 @@ use crate::dates;
 use crate::limit::RateLimiter;
 use crate::pipeline::{Account, Auth};
 use crate::plan::Window;
+use crate::retry::{self, Attempt, Class, Failure, Retryable, Schedule, Wait};
+pub use crate::retry::{Jitter, RetryPolicy};
 use crate::secret::{redact, Secret};
 use crate::transform::{self, ApiError, DecodeError, Decoded};
 
@@ -122,16 +124,8 @@ pub enum FetchError {
     Paging(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Retry,
-    RefreshToken,
-    WaitMinute,
-    Fatal,
-}
-
-impl FetchError {
-    pub fn class(&self) -> Class {
+impl Retryable for FetchError {
+    fn class(&self) -> Class {
         match self {
             FetchError::Transient(_) | FetchError::Unreachable(_) => Class::Retry,
             FetchError::Token { .. } => Class::RefreshToken,
@@ -139,7 +133,9 @@ impl FetchError {
             _ => Class::Fatal,
         }
     }
+}
 
+impl FetchError {
     fn from_api(e: ApiError) -> FetchError {
         match e.errcode {
             -1 => FetchError::Transient(format!("WeChat busy (errcode -1): {}", e.errmsg)),
@@ -160,70 +156,6 @@ impl FetchError {
                 },
             },
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts per call, first included.
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-    /// Wait on 45011; WeChat's limit is per minute.
-    pub minute_wait: Duration,
-    pub timeout: Duration,
-    /// Attempts per token fetch (stable_token, token, component): after them the account's
-    /// token source is failed for the run.
-    pub token_attempts: u32,
-    /// A token endpoint's time to answer (at most `timeout`).
-    pub token_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 8,
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-            minute_wait: Duration::from_secs(60),
-            timeout: Duration::from_secs(30),
-            token_attempts: 4,
-            token_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Small xorshift for backoff jitter; the seed is injected so tests are repeatable.
-#[derive(Debug)]
-pub struct Jitter(std::sync::Mutex<u64>);
-
-impl Jitter {
-    pub fn new(seed: u64) -> Self {
-        Jitter(std::sync::Mutex::new(seed | 1))
-    }
-    /// A fraction in [0.5, 1.0).
-    fn fraction(&self) -> f64 {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut x = *g;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *g = x;
-        0.5 + (x >> 11) as f64 / (1u64 << 53) as f64 * 0.5
-    }
-}
-
-impl RetryPolicy {
-    fn token_timeout(&self) -> Duration {
-        self.token_timeout.min(self.timeout)
-    }
-
-    /// Exponential backoff with jitter for the n-th retry (1-based).
-    pub fn backoff(&self, n: u32, jitter: &Jitter) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
-        exp.min(self.max).mul_f64(jitter.fraction())
     }
 }
 
@@ -542,18 +474,6 @@ impl Extractor {
         })
     }
 
-    /// Whether a failed token request is tried again, and after what wait.
-    fn token_retry(&self, e: &FetchError, attempt: u32) -> Option<Duration> {
-        if attempt >= self.retry.token_attempts.max(1) {
-            return None;
-        }
-        match e.class() {
-            Class::Retry => Some(self.retry.backoff(attempt, &self.jitter)),
-            Class::WaitMinute => Some(until_next_minute(self.retry.minute_wait)),
-            _ => None,
-        }
-    }
-
     /// A token-endpoint call with the retry rules for transient failures and failover.
     async fn token_call<F>(
         &self,
@@ -563,50 +483,22 @@ impl Extractor {
         field: &str,
     ) -> Result<CachedToken, FetchError>
     where
-        F: Fn(&str) -> reqwest::RequestBuilder,
+        F: Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.global.until_ready().await;
-            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            let req = make(&acct.base()).timeout(self.retry.token_timeout());
-            let r = match self.send(req, TOKEN_BODY_CAP).await {
-                Ok(b) => token_answer(&b, field, false),
-                Err(e) => Err(e),
-            };
-            match r {
-                Ok(t) => return Ok(t),
-                Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
-                Err(e) => self.token_backoff(e, attempt, what, &acct.name).await?,
-            }
-        }
-    }
-
-    /// After a failed token call: waits and returns to try again, or gives up with the error
-    /// (`Exhausted` once the retries of a retryable one are spent).
-    async fn token_backoff(
-        &self,
-        e: FetchError,
-        attempt: u32,
-        what: &str,
-        account: &str,
-    ) -> Result<(), FetchError> {
-        match self.token_retry(&e, attempt) {
-            Some(wait) => {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(account, attempt, error = %e, wait_ms = wait.as_millis() as u64, "{what} failed, retrying");
-                tokio::time::sleep(wait).await;
-                Ok(())
-            }
-            None if matches!(e.class(), Class::Retry | Class::WaitMinute) => {
-                Err(FetchError::Exhausted {
-                    attempts: attempt,
-                    last: format!("{what}: {e}"),
-                })
-            }
-            None => Err(e),
-        }
+        let mut op = TokenCall {
+            ex: self,
+            acct,
+            what,
+            make,
+            field,
+        };
+        let s = self
+            .retry
+            .schedule(self.retry.token_attempts, 0, &self.jitter);
+        retry::retry(s, &mut op)
+            .await
+            .map(|(t, _)| t)
+            .map_err(|f| token_failure(f, what))
     }
 
     /// A new token from the account's source (`force`: stable_token's force_refresh).
@@ -661,7 +553,7 @@ impl Extractor {
                 component_verify_ticket,
                 authorizer_refresh_token,
             } => {
-                let mut ctoken = self
+                let ctoken = self
                     .component_token(
                         acct,
                         component_appid,
@@ -669,7 +561,6 @@ impl Extractor {
                         component_verify_ticket,
                     )
                     .await?;
-                let mut renewed = false;
                 let refresh = acct
                     .refresh_token
                     .lock()
@@ -681,66 +572,26 @@ impl Extractor {
                     "authorizer_appid": acct.app_id,
                     "authorizer_refresh_token": refresh.expose(),
                 });
-                let url = |b: &str| format!("{b}/cgi-bin/component/api_authorizer_token");
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    self.global.until_ready().await;
-                    self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-                    let req = self
-                        .http
-                        .post(url(&acct.base()))
-                        .query(&[("component_access_token", ctoken.expose())])
-                        .json(&body)
-                        .timeout(self.retry.token_timeout());
-                    let r = self.send(req, TOKEN_BODY_CAP).await.and_then(|b| {
-                        let v: Value = serde_json::from_slice(&b).map_err(|_| {
-                            FetchError::Transient("truncated token response".into())
-                        })?;
-                        if let Some(next) = v
-                            .get("authorizer_refresh_token")
-                            .and_then(Value::as_str)
-                            .filter(|s| !s.is_empty())
-                        {
-                            if let Ok(mut r) = acct.refresh_token.lock() {
-                                *r = Some(Secret::new(next));
-                            }
-                        }
-                        token_answer(&b, "authorizer_access_token", true)
-                    });
-                    match r {
-                        Ok(t) => return Ok(t),
-                        Err(FetchError::Unreachable(_)) if acct.fail_over() => continue,
-                        // The component token was rejected or superseded: fetch a new one,
-                        // once (unless another account of the platform already did).
-                        Err(FetchError::Token { errcode }) if !renewed => {
-                            renewed = true;
-                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(account = %acct.name, errcode, "component_access_token rejected, renewing it");
-                            {
-                                let mut cache = self.component_tokens.lock().await;
-                                if cache
-                                    .get(component_appid.as_str())
-                                    .is_some_and(|t| t.value == ctoken)
-                                {
-                                    cache.remove(component_appid.as_str());
-                                }
-                            }
-                            ctoken = self
-                                .component_token(
-                                    acct,
-                                    component_appid,
-                                    component_appsecret,
-                                    component_verify_ticket,
-                                )
-                                .await?;
-                        }
-                        Err(e) => {
-                            self.token_backoff(e, attempt, "api_authorizer_token", &acct.name)
-                                .await?
-                        }
-                    }
-                }
+                let mut op = AuthorizerCall {
+                    ex: self,
+                    acct,
+                    component: (
+                        component_appid,
+                        component_appsecret,
+                        component_verify_ticket,
+                    ),
+                    ctoken,
+                    body,
+                };
+                // The component token is renewed once, unless another account of the
+                // platform already did.
+                let s = self
+                    .retry
+                    .schedule(self.retry.token_attempts, 1, &self.jitter);
+                retry::retry(s, &mut op)
+                    .await
+                    .map(|(t, _)| t)
+                    .map_err(|f| token_failure(f, "api_authorizer_token"))
             }
         }
     }
@@ -793,48 +644,22 @@ impl Extractor {
             ("WXCUBE_ACCOUNT", acct.name.as_str()),
             ("WXCUBE_APP_ID", acct.app_id.as_str()),
         ];
-        let mut attempt = 0;
-        let out = loop {
-            attempt += 1;
-            self.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-            match command::run(command.expose(), &env, timeout).await {
-                Ok(out) => break out,
-                Err(command::Error::Timeout) if attempt < COMMAND_ATTEMPTS => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(account = %acct.name, attempt, timeout_s = timeout.as_secs_f64(), "the token command did not finish in time; killed, trying again");
-                }
-                Err(command::Error::Timeout) => {
-                    return Err(FetchError::Transient(format!(
-                        "the token command did not finish within {} s ({attempt} attempts, each killed with its process group); raise auth.timeout_seconds if it is just slow",
-                        timeout.as_secs_f64()
-                    )))
-                }
-                // Its output and diagnostics may hold secrets: report the status only.
-                Err(command::Error::Failed(status)) => {
-                    return Err(FetchError::Config {
-                        errcode: 0,
-                        hint: leak(format!(
-                            "the token command failed ({status}); run it by hand to see why"
-                        )),
-                    })
-                }
-                Err(command::Error::TooLarge) => {
-                    return Err(FetchError::Config {
-                        errcode: 0,
-                        hint: leak(format!(
-                            "the token command printed more than {} KiB; it must print just the access token",
-                            command::OUTPUT_CAP >> 10
-                        )),
-                    })
-                }
-                Err(command::Error::Spawn(e) | command::Error::Io(e)) => {
-                    return Err(FetchError::Config {
-                        errcode: 0,
-                        hint: leak(format!("the token command could not run: {e}")),
-                    })
-                }
-            }
-        };
+        let counters = &self.counters;
+        let (cmd, env) = (command.expose(), &env);
+        let jitter = Jitter::new(1);
+        let out = retry::retry_fn(
+            Schedule::immediate(COMMAND_ATTEMPTS, &jitter),
+            move |_| {
+                counters.token_calls.fetch_add(1, Ordering::Relaxed);
+                command::run(cmd, env, timeout)
+            },
+            |_, attempt| {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(account = %acct.name, attempt, timeout_s = timeout.as_secs_f64(), "the token command did not finish in time; killed, trying again");
+            },
+        )
+        .await
+        .map_err(|e| command_error(e, timeout))?;
         let token = String::from_utf8_lossy(&out).trim().to_string();
         if token.is_empty() || token.contains(char::is_whitespace) {
             return Err(FetchError::Config {
@@ -1003,7 +828,7 @@ impl Extractor {
 
     /// One request (retried as the rules say) whose body `check` turns into a value.
     #[allow(clippy::too_many_arguments)]
-    async fn call<T>(
+    async fn call<T: Send>(
         &self,
         acct: &AccountClient,
         report: &'static Report,
@@ -1012,111 +837,311 @@ impl Extractor {
         today: chrono::NaiveDate,
         calls: &mut u32,
         held: &mut Option<Reservation>,
-        check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>>,
+        check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>> + Send + Sync,
     ) -> Result<(T, u32), FetchError> {
         let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
-        let mut attempt = 0u32;
-        let mut token_refreshes = 0u32;
-        loop {
-            attempt += 1;
-            let token = self.token(acct).await?;
-            let result: Result<std::convert::Infallible, FetchError> = {
-                let _permit = acct
-                    .inflight
-                    .acquire()
-                    .await
-                    .map_err(|_| FetchError::Transient("shutting down".into()))?;
-                acct.limiter.until_ready().await;
-                self.global.until_ready().await;
-                // After the limiters, so windows waiting their turn hold none of it; once
-                // per window (its 61501 halves and pages share it), so no window waits for
-                // budget while holding some.
-                if held.is_none() {
-                    *held = self.budget.reserve(report).await;
-                }
-                self.counters.data_calls.fetch_add(1, Ordering::Relaxed);
-                *calls += 1;
-                let req = match page {
-                    None => self
-                        .http
-                        .post(format!("{}{}", acct.base(), report.path))
-                        .query(&[("access_token", token.expose())])
-                        .json(&body),
-                    Some(page) => self
-                        .http
-                        .get(format!("{}{}", acct.base(), report.path))
-                        .query(&[
-                            ("action", report.api),
-                            ("access_token", token.expose()),
-                            ("page", &page.to_string()),
-                            ("page_size", &PUBLISHER_PAGE_SIZE.to_string()),
-                            ("start_date", &dates::fmt(w.begin)),
-                            ("end_date", &dates::fmt(w.end)),
-                        ]),
-                };
-                match self.send(req, DATA_BODY_CAP).await {
-                    Ok(bytes) => match check(&bytes) {
-                        Ok(v) => return Ok((v, attempt)),
-                        Err(Ok(api)) => Err(FetchError::from_api(api)),
-                        // Invalid JSON is a truncated or garbled body: worth another try.
-                        Err(Err(DecodeError::Json(m))) => {
-                            Err(FetchError::Transient(format!("invalid JSON body ({m})")))
-                        }
-                        Err(Err(e)) => Err(FetchError::Decode(e)),
-                    },
-                    Err(e) => Err(e),
-                }
-            };
-            let Err(e) = result;
-            if matches!(e, FetchError::Unreachable(_)) && acct.fail_over() {
-                continue;
+        let mut op = DataCall {
+            ex: self,
+            acct,
+            report,
+            w,
+            page,
+            today,
+            calls,
+            held,
+            check,
+            body,
+            token: None,
+        };
+        // A rejected token is renewed up to three times per request.
+        let s = self.retry.schedule(self.retry.attempts, 3, &self.jitter);
+        retry::retry(s, &mut op).await.map_err(|f| match f.spent {
+            true => FetchError::Exhausted {
+                attempts: f.attempts,
+                last: f.error.to_string(),
+            },
+            false => f.error,
+        })
+    }
+}
+
+/// One data request (a window, or a page of one) as a retried operation.
+struct DataCall<'a, C> {
+    ex: &'a Extractor,
+    acct: &'a AccountClient,
+    report: &'static Report,
+    w: Window,
+    page: Option<u32>,
+    today: chrono::NaiveDate,
+    calls: &'a mut u32,
+    held: &'a mut Option<Reservation>,
+    check: C,
+    body: Value,
+    /// The token the last attempt sent: the one a rejection is about.
+    token: Option<Secret>,
+}
+
+impl<T, C> Attempt for DataCall<'_, C>
+where
+    T: Send,
+    C: Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>> + Send + Sync,
+{
+    type Ok = T;
+    type Err = FetchError;
+
+    async fn attempt(&mut self, _n: u32) -> Result<T, FetchError> {
+        let (ex, acct, report) = (self.ex, self.acct, self.report);
+        let token = ex.token(acct).await?;
+        self.token = Some(token.clone());
+        let _permit = acct
+            .inflight
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Transient("shutting down".into()))?;
+        acct.limiter.until_ready().await;
+        ex.global.until_ready().await;
+        // After the limiters, so windows waiting their turn hold none of it; once per
+        // window (its 61501 halves and pages share it), so no window waits for budget
+        // while holding some.
+        if self.held.is_none() {
+            *self.held = ex.budget.reserve(report).await;
+        }
+        ex.counters.data_calls.fetch_add(1, Ordering::Relaxed);
+        *self.calls += 1;
+        let req = match self.page {
+            None => ex
+                .http
+                .post(format!("{}{}", acct.base(), report.path))
+                .query(&[("access_token", token.expose())])
+                .json(&self.body),
+            Some(page) => ex
+                .http
+                .get(format!("{}{}", acct.base(), report.path))
+                .query(&[
+                    ("action", report.api),
+                    ("access_token", token.expose()),
+                    ("page", &page.to_string()),
+                    ("page_size", &PUBLISHER_PAGE_SIZE.to_string()),
+                    ("start_date", &dates::fmt(self.w.begin)),
+                    ("end_date", &dates::fmt(self.w.end)),
+                ]),
+        };
+        let bytes = ex.send(req, DATA_BODY_CAP).await?;
+        match (self.check)(&bytes) {
+            Ok(v) => Ok(v),
+            Err(Ok(api)) => Err(FetchError::from_api(api)),
+            // Invalid JSON is a truncated or garbled body: worth another try.
+            Err(Err(DecodeError::Json(m))) => {
+                Err(FetchError::Transient(format!("invalid JSON body ({m})")))
             }
-            let give_up = attempt >= self.retry.attempts;
-            match e.class() {
-                Class::Fatal => return Err(e),
-                _ if give_up => {
-                    return Err(FetchError::Exhausted {
-                        attempts: attempt,
-                        last: e.to_string(),
-                    })
-                }
-                Class::Retry => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self.retry.backoff(attempt, &self.jitter);
-                    tracing::debug!(account = %acct.name, report = report.id, window = %w, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Class::RefreshToken => {
-                    token_refreshes += 1;
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(account = %acct.name, report = report.id, window = %w, attempt, error = %e, "token rejected, refreshing");
-                    if token_refreshes > 3 {
-                        return Err(FetchError::Exhausted {
-                            attempts: attempt,
-                            last: e.to_string(),
-                        });
-                    }
-                    self.refresh_after_reject(acct, &token, today).await?;
-                }
-                Class::WaitMinute => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = until_next_minute(self.retry.minute_wait);
-                    tracing::info!(account = %acct.name, report = report.id, window = %w, errcode = 45011, wait_ms = wait.as_millis() as u64, "minute limit, waiting for the next minute");
-                    tokio::time::sleep(wait).await;
-                }
+            Err(Err(e)) => Err(FetchError::Decode(e)),
+        }
+    }
+
+    fn switch(&mut self, e: &FetchError) -> bool {
+        matches!(e, FetchError::Unreachable(_)) && self.acct.fail_over()
+    }
+
+    async fn refresh(&mut self, _e: &FetchError) -> Result<(), FetchError> {
+        let bad = self.token.clone().unwrap_or_else(|| Secret::new(""));
+        self.ex
+            .refresh_after_reject(self.acct, &bad, self.today)
+            .await
+    }
+
+    fn note(&mut self, e: &FetchError, attempt: u32, wait: Wait) {
+        self.ex.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let (account, report, window) = (&self.acct.name, self.report.id, &self.w);
+        match wait {
+            Wait::Backoff(wait) => {
+                tracing::debug!(%account, report, %window, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying")
+            }
+            Wait::Refresh => {
+                tracing::debug!(%account, report, %window, attempt, error = %e, "token rejected, refreshing")
+            }
+            Wait::Minute(wait) => {
+                tracing::info!(%account, report, %window, errcode = 45011, wait_ms = wait.as_millis() as u64, "minute limit, waiting for the next minute")
             }
         }
     }
 }
 
-/// Time to the next minute boundary (scaled down when `minute` is shorter, for tests).
-fn until_next_minute(minute: Duration) -> Duration {
-    let ms = minute.as_millis().max(1) as u64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Duration::from_millis(ms - now % ms + 50)
+/// One request to a token endpoint (stable_token, token, api_component_token).
+struct TokenCall<'a, F> {
+    ex: &'a Extractor,
+    acct: &'a AccountClient,
+    what: &'a str,
+    make: F,
+    field: &'a str,
+}
+
+impl<F> Attempt for TokenCall<'_, F>
+where
+    F: Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
+{
+    type Ok = CachedToken;
+    type Err = FetchError;
+
+    async fn attempt(&mut self, _n: u32) -> Result<CachedToken, FetchError> {
+        let ex = self.ex;
+        ex.global.until_ready().await;
+        ex.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+        let req = (self.make)(&self.acct.base()).timeout(ex.retry.token_timeout());
+        let b = ex.send(req, TOKEN_BODY_CAP).await?;
+        token_answer(&b, self.field, false)
+    }
+
+    fn switch(&mut self, e: &FetchError) -> bool {
+        matches!(e, FetchError::Unreachable(_)) && self.acct.fail_over()
+    }
+
+    fn note(&mut self, e: &FetchError, attempt: u32, wait: Wait) {
+        note_token_retry(self.ex, &self.acct.name, self.what, e, attempt, wait);
+    }
+}
+
+fn note_token_retry(
+    ex: &Extractor,
+    account: &str,
+    what: &str,
+    e: &FetchError,
+    attempt: u32,
+    wait: Wait,
+) {
+    ex.counters.retries.fetch_add(1, Ordering::Relaxed);
+    let wait = match wait {
+        Wait::Backoff(d) | Wait::Minute(d) => d,
+        Wait::Refresh => Duration::ZERO,
+    };
+    tracing::debug!(account, attempt, error = %e, wait_ms = wait.as_millis() as u64, "{what} failed, retrying");
+}
+
+/// After a token endpoint's retries: `Exhausted` once those of a retryable error are
+/// spent, else the error itself.
+fn token_failure(f: Failure<FetchError>, what: &str) -> FetchError {
+    if f.spent && matches!(f.error.class(), Class::Retry | Class::WaitMinute) {
+        FetchError::Exhausted {
+            attempts: f.attempts,
+            last: format!("{what}: {}", f.error),
+        }
+    } else {
+        f.error
+    }
+}
+
+/// api_authorizer_token: an account's token from its platform's component token, which
+/// is renewed when rejected or superseded.
+struct AuthorizerCall<'a> {
+    ex: &'a Extractor,
+    acct: &'a AccountClient,
+    /// component_appid, its secret and verify ticket.
+    component: (&'a str, &'a Secret, &'a Secret),
+    ctoken: Secret,
+    body: Value,
+}
+
+impl Attempt for AuthorizerCall<'_> {
+    type Ok = CachedToken;
+    type Err = FetchError;
+
+    async fn attempt(&mut self, _n: u32) -> Result<CachedToken, FetchError> {
+        let (ex, acct) = (self.ex, self.acct);
+        ex.global.until_ready().await;
+        ex.counters.token_calls.fetch_add(1, Ordering::Relaxed);
+        let req = ex
+            .http
+            .post(format!(
+                "{}/cgi-bin/component/api_authorizer_token",
+                acct.base()
+            ))
+            .query(&[("component_access_token", self.ctoken.expose())])
+            .json(&self.body)
+            .timeout(ex.retry.token_timeout());
+        let b = ex.send(req, TOKEN_BODY_CAP).await?;
+        let v: Value = serde_json::from_slice(&b)
+            .map_err(|_| FetchError::Transient("truncated token response".into()))?;
+        if let Some(next) = v
+            .get("authorizer_refresh_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            if let Ok(mut r) = acct.refresh_token.lock() {
+                *r = Some(Secret::new(next));
+            }
+        }
+        token_answer(&b, "authorizer_access_token", true)
+    }
+
+    fn switch(&mut self, e: &FetchError) -> bool {
+        matches!(e, FetchError::Unreachable(_)) && self.acct.fail_over()
+    }
+
+    async fn refresh(&mut self, _e: &FetchError) -> Result<(), FetchError> {
+        let (appid, secret, ticket) = self.component;
+        {
+            let mut cache = self.ex.component_tokens.lock().await;
+            if cache.get(appid).is_some_and(|t| t.value == self.ctoken) {
+                cache.remove(appid);
+            }
+        }
+        self.ctoken = self
+            .ex
+            .component_token(self.acct, appid, secret, ticket)
+            .await?;
+        Ok(())
+    }
+
+    fn note(&mut self, e: &FetchError, attempt: u32, wait: Wait) {
+        if let (Wait::Refresh, FetchError::Token { errcode }) = (wait, e) {
+            self.ex.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(account = %self.acct.name, errcode, "component_access_token rejected, renewing it");
+            return;
+        }
+        note_token_retry(
+            self.ex,
+            &self.acct.name,
+            "api_authorizer_token",
+            e,
+            attempt,
+            wait,
+        );
+    }
+}
+
+/// A token command's failure, as the account's error.
+fn command_error(e: command::Error, timeout: Duration) -> FetchError {
+    let hint = match e {
+        command::Error::Timeout => {
+            return FetchError::Transient(format!(
+                "the token command did not finish within {} s ({COMMAND_ATTEMPTS} attempts, each killed with its process group); raise auth.timeout_seconds if it is just slow",
+                timeout.as_secs_f64()
+            ))
+        }
+        // Its output and diagnostics may hold secrets: report the status only.
+        command::Error::Failed(status) => {
+            format!("the token command failed ({status}); run it by hand to see why")
+        }
+        command::Error::TooLarge => format!(
+            "the token command printed more than {} KiB; it must print just the access token",
+            command::OUTPUT_CAP >> 10
+        ),
+        command::Error::Spawn(e) | command::Error::Io(e) => {
+            format!("the token command could not run: {e}")
+        }
+    };
+    FetchError::Config {
+        errcode: 0,
+        hint: leak(hint),
+    }
+}
+
+impl Retryable for command::Error {
+    fn class(&self) -> Class {
+        match self {
+            command::Error::Timeout => Class::Retry,
+            _ => Class::Fatal,
+        }
+    }
 }
 
 /// Hints are static text; the few built at run time live for the run.

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod secret;
 pub mod shard;

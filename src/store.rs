@@ -67,6 +67,15 @@ pub enum StoreError {
     Uri { uri: String, message: String },
 }
 
+impl crate::retry::Retryable for StoreError {
+    fn class(&self) -> crate::retry::Class {
+        match self.is_retryable() {
+            true => crate::retry::Class::Retry,
+            false => crate::retry::Class::Fatal,
+        }
+    }
+}
+
 impl StoreError {
     /// Network-ish failures worth another attempt.
     pub fn is_retryable(&self) -> bool {

@@ -211,16 +211,11 @@ pub(crate) async fn commit_with_retry(
     compression: Compression,
     retry: &RetryPolicy,
 ) -> Result<Committed, LoadError> {
-    let jitter = crate::extract::Jitter::new(0x5eed);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match commit_fresh(store, report, account, part, windows, rows, compression).await {
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
-                tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying");
-                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
-            }
-            r => return r,
-        }
-    }
+    let jitter = crate::retry::Jitter::new(0x5eed);
+    crate::retry::retry_fn(
+        retry.schedule(retry.attempts, 0, &jitter),
+        |_| commit_fresh(store, report, account, part, windows, rows, compression),
+        |e, attempt| tracing::warn!(account, report = report.id, partition = part, attempt, error = %e, "commit failed, retrying"),
+    )
+    .await
 }

@@ -780,31 +780,27 @@ async fn write_state(
     done: Recorded,
     retry: RetryPolicy,
 ) -> Done {
-    let jitter = crate::extract::Jitter::new(0x57a7e);
-    let mut attempt = 0;
-    let result = loop {
-        attempt += 1;
-        let f = |st: &mut ReportState| {
-            st.record(&done.windows, done.ready, done.now);
-            st.add_parts(&done.parts, done.present.as_ref());
-            // A window loaded: the permission WeChat withheld has been granted.
-            if st
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.reason == state::PERMISSION)
-            {
-                st.stop = None;
-            }
-            st.count_calls(done.today, done.calls as u32);
-        };
-        match state::update(&store, report, &account, f).await {
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
-                tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying");
-                tokio::time::sleep(retry.backoff(attempt, &jitter)).await;
-            }
-            r => break r.map(|_| ()),
+    let jitter = crate::retry::Jitter::new(0x57a7e);
+    let f = |st: &mut ReportState| {
+        st.record(&done.windows, done.ready, done.now);
+        st.add_parts(&done.parts, done.present.as_ref());
+        // A window loaded: the permission WeChat withheld has been granted.
+        if st
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.reason == state::PERMISSION)
+        {
+            st.stop = None;
         }
+        st.count_calls(done.today, done.calls as u32);
     };
+    let (store, account, f) = (&store, &account, &f);
+    let result = crate::retry::retry_fn(
+        retry.schedule(retry.attempts, 0, &jitter),
+        |_| async move { state::update(store, report, account, f).await.map(|_| ()) },
+        |e, attempt| tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying"),
+    )
+    .await;
     Done::State {
         task,
         calls: done.calls,

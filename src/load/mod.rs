@@ -80,6 +80,15 @@ pub enum LoadError {
     },
 }
 
+impl crate::retry::Retryable for LoadError {
+    fn class(&self) -> crate::retry::Class {
+        match self.is_retryable() {
+            true => crate::retry::Class::Retry,
+            false => crate::retry::Class::Fatal,
+        }
+    }
+}
+
 impl LoadError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, LoadError::Store(e) if e.is_retryable())
