@@ -11,7 +11,6 @@ pub mod dates;
 pub mod extract;
 pub mod layout;
 pub mod lease;
-pub mod limit;
 pub mod load;
 pub mod pipeline;
 pub mod plan;
