@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod dates;
+pub mod error;
 pub mod extract;
 pub mod layout;
 pub mod lease;

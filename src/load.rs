@@ -42,7 +42,7 @@ use parquet::file::properties::WriterProperties;
 use crate::catalog::Report;
 use crate::pipeline::{Compression, Partition};
 use crate::plan::Window;
-use crate::store::{Store, StoreError};
+use crate::store::{update_cas, Cas, Store, StoreError};
 use crate::transform::{from_date32, schema};
 
 #[derive(Debug, thiserror::Error)]
@@ -371,7 +371,6 @@ pub async fn commit_fresh(
 ) -> Result<Committed, LoadError> {
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
-    let _guard = store.lock(&rel).await?;
     let by_key = crate::catalog::replaced_by_key(report);
     // Rows replaced by key: the fresh rows, each key once (overlapping windows may both
     // return the same half-month), and the set of keys they replace.
@@ -387,36 +386,24 @@ pub async fn commit_fresh(
     } else {
         (Vec::new(), std::collections::HashSet::new())
     };
+    let (target, fresh_keyed, fresh_keys, rel_ref) = (&target, &fresh_keyed, &fresh_keys, &rel);
     // A conflict means another run committed between our read and write: merge again.
-    for _ in 0..16 {
-        let mut parts: Vec<RecordBatch> = Vec::new();
-        let existing = store.read(&rel).await?;
-        let tag = existing
-            .as_ref()
-            .map(|(_, t)| t.clone())
-            .unwrap_or_default();
+    let ((rows, n), tag) = update_cas(store, &rel, move |existing| async move {
         // A new partition written as it streamed in is already the file.
         if let (None, false, [Fresh::File { bytes, rows, .. }]) = (&existing, by_key, fresh) {
-            match store.write_tagged(&rel, bytes.clone(), &tag).await {
-                Ok(t) => {
-                    return Ok(Committed {
-                        rows: *rows,
-                        bytes: bytes.len(),
-                        etag: t.etag(),
-                    })
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            return Ok(Cas::Write(bytes.clone(), (*rows, bytes.len())));
         }
-        if let Some((bytes, _)) = existing {
-            let old = match existing_rows(report, &target, bytes.clone()) {
+        let mut parts: Vec<RecordBatch> = Vec::new();
+        if let Some((bytes, tag)) = existing {
+            let old = match existing_rows(report, target, bytes.clone()) {
                 Ok(old) => old,
                 Err(reason) => {
-                    match quarantine(store, report, account, part, &bytes, &tag, reason).await {
-                        Err(LoadError::Store(StoreError::Conflict { .. })) => continue,
-                        Ok(e) | Err(e) => return Err(e),
-                    }
+                    return match quarantine(store, report, account, part, &bytes, &tag, reason)
+                        .await
+                    {
+                        Err(LoadError::Store(StoreError::Conflict { .. })) => Ok(Cas::Again),
+                        Ok(e) | Err(e) => Err(e),
+                    };
                 }
             };
             for b in old {
@@ -445,30 +432,22 @@ pub async fn commit_fresh(
         if by_key {
             // Keyed rows can interleave with kept ones at any date: the plain merge.
             parts.extend(fresh_keyed.iter().cloned());
-            let merged = concat_batches(&target, &parts)?;
+            let merged = concat_batches(target, &parts)?;
             let sorted = sort(report, &merged)?;
             parts = vec![sorted];
         }
         let fresh_for_merge: &[Fresh] = if by_key { &[] } else { fresh };
-        let (bytes, rows) = merge_encode(report, &target, parts, fresh_for_merge, compression)
-            .map_err(|e| e.at(store.describe(&rel)))?;
+        let (bytes, rows) = merge_encode(report, target, parts, fresh_for_merge, compression)
+            .map_err(|e| e.at(store.describe(rel_ref)))?;
         let n = bytes.len();
-        match store.write_tagged(&rel, bytes, &tag).await {
-            Ok(t) => {
-                return Ok(Committed {
-                    rows,
-                    bytes: n,
-                    etag: t.etag(),
-                })
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Conflict {
-        path: store.describe(&rel),
-    }
-    .into())
+        Ok(Cas::Write(bytes, (rows, n)))
+    })
+    .await?;
+    Ok(Committed {
+        rows,
+        bytes: n,
+        etag: tag.and_then(|t| t.etag()),
+    })
 }
 
 /// The natural key of every row, in arrow's row format (comparable bytes).
@@ -528,18 +507,18 @@ pub async fn drop_keys_committed(
 ) -> Result<(usize, Option<Committed>), LoadError> {
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
-    let _guard = store.lock(&rel).await?;
-    for _ in 0..16 {
-        let Some((bytes, tag)) = store.read(&rel).await? else {
-            return Ok((0, None));
+    let (target, rel_ref) = (&target, &rel);
+    let ((dropped, rows, n), tag) = update_cas(store, &rel, move |read| async move {
+        let Some((bytes, tag)) = read else {
+            return Ok(Cas::Keep((0, 0, 0)));
         };
-        let old = match existing_rows(report, &target, bytes.clone()) {
+        let old = match existing_rows(report, target, bytes.clone()) {
             Ok(old) => old,
             Err(reason) => {
-                match quarantine(store, report, account, part, &bytes, &tag, reason).await {
-                    Err(LoadError::Store(StoreError::Conflict { .. })) => continue,
-                    Ok(e) | Err(e) => return Err(e),
-                }
+                return match quarantine(store, report, account, part, &bytes, &tag, reason).await {
+                    Err(LoadError::Store(StoreError::Conflict { .. })) => Ok(Cas::Again),
+                    Ok(e) | Err(e) => Err(e),
+                };
             }
         };
         let mut kept = Vec::new();
@@ -553,28 +532,20 @@ pub async fn drop_keys_committed(
             kept.push(filter_record_batch(&b, &keep)?);
         }
         if dropped == 0 {
-            return Ok((0, None));
+            return Ok(Cas::Keep((0, 0, 0)));
         }
-        let (bytes, rows) = merge_encode(report, &target, kept, &[], compression)
-            .map_err(|e| e.at(store.describe(&rel)))?;
+        let (bytes, rows) = merge_encode(report, target, kept, &[], compression)
+            .map_err(|e| e.at(store.describe(rel_ref)))?;
         let n = bytes.len();
-        match store.write_tagged(&rel, bytes, &tag).await {
-            Ok(t) => {
-                let c = Committed {
-                    rows,
-                    bytes: n,
-                    etag: t.etag(),
-                };
-                return Ok((dropped, Some(c)));
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Conflict {
-        path: store.describe(&rel),
-    }
-    .into())
+        Ok(Cas::Write(bytes, (dropped, rows, n)))
+    })
+    .await?;
+    let committed = tag.map(|t| Committed {
+        rows,
+        bytes: n,
+        etag: t.etag(),
+    });
+    Ok((dropped, committed))
 }
 
 /// Keeps the first row of each natural key; returns the rows and the set of keys.

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::catalog::{self, Report};
 use crate::changes;
 use crate::dates::Clock;
+use crate::error::ExitCode;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
 use crate::lease::{self, Leases};
 use crate::load::{self, partitions_of, split};
@@ -98,6 +99,17 @@ pub enum RunError {
     Layout(#[from] crate::layout::LayoutError),
 }
 
+impl RunError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Usage(_) | RunError::Layout(crate::layout::LayoutError::Mismatch { .. }) => {
+                ExitCode::Usage
+            }
+            _ => ExitCode::Failure,
+        }
+    }
+}
+
 /// Per account and report: what happened.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TaskReport {
@@ -140,6 +152,12 @@ pub struct RunReport {
     /// Every partition the run committed (also in the change log, `_wxcube/changes/`).
     #[serde(default)]
     pub changes: Vec<changes::Change>,
+}
+
+impl RunReport {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from_code(self.exit_code)
+    }
 }
 
 /// Resolves `--accounts` / `--reports` against the pipeline.
@@ -860,13 +878,7 @@ async fn run_leased(
     let partial = reports
         .iter()
         .any(|r| !r.deferred.is_empty() || !r.failed.is_empty());
-    let exit_code = if fatal.is_some() {
-        1
-    } else if partial {
-        3
-    } else {
-        0
-    };
+    let exit_code = ExitCode::of_run(fatal.is_some(), partial).code();
     let report = RunReport {
         run_id,
         pipeline: p.name.clone(),
