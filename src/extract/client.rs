@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::catalog::{Report, Status};
+use crate::catalog::{Protocol, Report};
 use crate::dates;
 use crate::pipeline::{Account, Auth};
 use crate::plan::Window;
@@ -248,18 +248,16 @@ impl Extractor {
         calls: &mut u32,
         held: &mut Option<Reservation>,
     ) -> Result<Fetched, FetchError> {
-        if report.status != Status::Publisher {
-            let (decoded, attempts) = self
-                .call(acct, report, w, None, today, calls, held, |b| {
-                    transform::decode(report, b)
-                })
-                .await?;
-            return Ok(Fetched { decoded, attempts });
-        }
-        let list_key = if report.api == "publisher_settlement" {
-            "settlement_list"
-        } else {
-            "list"
+        let list_key = match report.protocol() {
+            Protocol::Datacube => {
+                let (decoded, attempts) = self
+                    .call(acct, report, w, None, today, calls, held, |b| {
+                        transform::decode(report, b)
+                    })
+                    .await?;
+                return Ok(Fetched { decoded, attempts });
+            }
+            Protocol::Publisher { list } => list,
         };
         let mut pager = paging::Pager::default();
         let mut first: Option<Value> = None;
