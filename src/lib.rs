@@ -16,6 +16,7 @@ pub mod load;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod secret;

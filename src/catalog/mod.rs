@@ -238,10 +238,30 @@ pub fn all() -> impl Iterator<Item = &'static Report> {
     REPORTS.iter().chain(PUBLISHER.iter())
 }
 
-/// Reports whose rows are replaced by natural key rather than by the window's dates (their
-/// `ref_date` may lie outside the window requested).
+/// How a load replaces the stored rows of a report when it fetches a window again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Every stored row dated in the window gives way to the fetched ones.
+    ByDate,
+    /// Rows are dated by their last update (ad_settlement), so a row's `ref_date` may lie
+    /// outside the window requested: a fetched row replaces the stored row with its natural
+    /// key, wherever that lies, and the window's rows are committed together.
+    ByKey,
+}
+
+impl Report {
+    pub fn replace(&self) -> Replace {
+        if self.api == "publisher_settlement" {
+            Replace::ByKey
+        } else {
+            Replace::ByDate
+        }
+    }
+}
+
+/// Reports whose rows are replaced by natural key rather than by the window's dates.
 pub fn replaced_by_key(r: &Report) -> bool {
-    r.api == "publisher_settlement"
+    r.replace() == Replace::ByKey
 }
 
 /// Finds a report by id or by its WeChat API name.
