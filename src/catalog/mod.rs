@@ -197,6 +197,27 @@ impl Report {
             .iter()
             .any(|c| matches!(c.src, Src::Response("is_delay")))
     }
+
+    /// How a window of this report is requested.
+    pub fn protocol(&self) -> Protocol {
+        match (self.status, self.api) {
+            (Status::Publisher, "publisher_settlement") => Protocol::Publisher {
+                list: "settlement_list",
+            },
+            (Status::Publisher, _) => Protocol::Publisher { list: "list" },
+            _ => Protocol::Datacube,
+        }
+    }
+}
+
+/// How a report's window is requested (extract dispatches on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// One POST of `{begin_date, end_date}` to `path`; the answer is decoded whole.
+    Datacube,
+    /// GET pages (`action=<api>`, `page`, `page_size`) until a short one; the rows of a
+    /// page are under `list`.
+    Publisher { list: &'static str },
 }
 
 /// The Hive keys of the output layout. No column may carry one of these names: DuckDB, Polars
@@ -260,7 +281,7 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
 
 /// The closest known report name to a misspelt one, if it is close enough to be a typo.
 pub fn suggest(name: &str) -> Option<&'static str> {
-    crate::config::suggest::closest(name, all_names())
+    crate::suggest::closest(name, all_names())
 }
 
 #[cfg(test)]

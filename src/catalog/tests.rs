@@ -68,3 +68,19 @@ fn unknown_codes_get_unknown_label() {
     assert_eq!(SCENE_DESC.str("搜一搜"), "search");
     assert_eq!(SCENE_DESC.str("新场景"), "unknown");
 }
+
+#[test]
+fn the_protocol_follows_the_catalogue() {
+    let p = |id: &str| find(id).expect("report").protocol();
+    assert_eq!(p("user_summary"), Protocol::Datacube);
+    assert_eq!(
+        p("ad_settlement"),
+        Protocol::Publisher {
+            list: "settlement_list"
+        }
+    );
+    for r in all() {
+        let paged = matches!(r.protocol(), Protocol::Publisher { .. });
+        assert_eq!(paged, r.status == Status::Publisher, "{}", r.id);
+    }
+}
