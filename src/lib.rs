@@ -26,4 +26,6 @@ pub mod sim;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod suggest;
 pub mod transform;
+pub mod window;

@@ -17,8 +17,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, T
 
 use crate::extract::Counters;
 use crate::pipeline::Limits;
-use crate::plan::{Plan, Window};
+use crate::plan::Plan;
 use crate::run::{Observer, RunReport};
+use crate::window::Window;
 
 /// `--progress`: progress bars on a terminal (auto), always, or never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

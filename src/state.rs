@@ -14,8 +14,9 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Report;
-use crate::plan::{Loaded, Window};
+use crate::plan::Loaded;
 use crate::store::{update_cas, Cas, Store, StoreError, Tag};
+use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {

@@ -281,7 +281,7 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
 
 /// The closest known report name to a misspelt one, if it is close enough to be a typo.
 pub fn suggest(name: &str) -> Option<&'static str> {
-    crate::config::suggest::closest(name, all_names())
+    crate::suggest::closest(name, all_names())
 }
 
 #[cfg(test)]

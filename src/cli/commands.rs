@@ -207,7 +207,7 @@ pub(super) async fn simulate(
     seed: Option<u64>,
     common: &Common,
 ) -> Result<(), Failure> {
-    let mut cfg: crate::sim::SimConfig =
+    let mut cfg: crate::pipeline::SimConfig =
         serde_json::from_str(config).map_err(|e| Failure::usage(format!("--config: {e}")))?;
     if let Some(s) = seed {
         cfg.seed = s;

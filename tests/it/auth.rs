@@ -328,7 +328,7 @@ async fn an_unreachable_host_fails_over_to_the_backup_host() {
     let ex = Extractor::new(100, RetryPolicy::default(), 1).expect("extractor");
     let r = wxcube::catalog::find("user_summary").expect("report");
     let d = |s: &str| wxcube::dates::parse(s).expect("date");
-    let w = wxcube::plan::Window {
+    let w = wxcube::window::Window {
         begin: d("2026-01-10"),
         end: d("2026-01-16"),
     };

@@ -7,6 +7,7 @@ use crate::catalog;
 use crate::dates;
 use crate::pipeline::Pipeline;
 use crate::plan as plan_mod;
+use crate::window::Window;
 
 /// The work units of `n` shards: per shard, its accounts, calls and share of the budget.
 fn work_units(p: &Pipeline, plan: &plan_mod::Plan, n: u32) -> Vec<serde_json::Value> {
@@ -120,7 +121,7 @@ pub(in crate::cli) fn print_plan(out: &mut impl Write, p: &Pipeline, plan: &plan
     for task in &plan.tasks {
         let span = catalog::find(task.report).map_or(0, |r| r.span);
         let cover = match (task.windows.first(), task.windows.last()) {
-            (Some(a), Some(b)) => plan_mod::Window {
+            (Some(a), Some(b)) => Window {
                 begin: a.begin,
                 end: b.end,
             }

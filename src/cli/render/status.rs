@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use super::Table;
-use crate::plan::Window;
 use crate::status::{Span, Status};
+use crate::window::Window;
 
 fn fmt_spans(s: &[Span]) -> String {
     if s.is_empty() {

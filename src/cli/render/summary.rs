@@ -150,8 +150,8 @@ pub(in crate::cli) fn print_summary(out: &mut impl Write, r: &RunReport, saved: 
 mod tests {
     use super::*;
     use crate::cli::EXIT_PARTIAL;
-    use crate::plan::Window;
     use crate::run::TaskReport;
+    use crate::window::Window;
 
     fn d(s: &str) -> chrono::NaiveDate {
         dates::parse(s).unwrap()

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::{shown, Compiler};
 use crate::config::node::{Kind, Node};
-use crate::config::suggest;
 use crate::pipeline::{Account, Auth, Region};
 use crate::secret::Secret;
+use crate::suggest;
 
 const ACCOUNT_KEYS: &[&str] = &[
     "name",

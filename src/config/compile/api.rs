@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::Compiler;
 use crate::config::node::{Kind, Node, NodeDe};
 use crate::pipeline::{Api, Region};
-use crate::sim::SimConfig;
+use crate::pipeline::SimConfig;
 
 const API_KEYS: &[&str] = &["base_url", "allow_plain_http", "region", "simulator"];
 

@@ -2,9 +2,9 @@
 
 use super::{shown, Compiler, Fields};
 use crate::config::node::Node;
-use crate::config::suggest;
 use crate::pipeline::Auth;
 use crate::secret::Secret;
+use crate::suggest;
 
 pub(super) const AUTH_KEYS: &[&str] = &[
     "type",

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use self::auth::AUTH_KEYS;
 use super::interp::interpolate;
 use super::node::{child_path, Kind, Node, NodeError};
-use super::suggest;
 use super::{lowercase_first, ConfigError, Diagnostic};
 use crate::pipeline::Pipeline;
+use crate::suggest;
 
 const ROOT_KEYS: &[&str] = &[
     "version", "name", "api", "auth", "accounts", "reports", "dates", "output", "limits",

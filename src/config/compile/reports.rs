@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::{shown, Compiler};
 use crate::catalog::{self, Report};
 use crate::config::node::{Kind, Node};
-use crate::config::suggest;
+use crate::suggest;
 
 impl Compiler<'_> {
     pub(super) fn reports(&mut self, n: &Node) -> Option<Vec<&'static Report>> {
