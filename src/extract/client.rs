@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::catalog::{Protocol, Report};
 use crate::dates;
 use crate::pipeline::{Account, Auth};
-use crate::plan::Window;
+use crate::window::Window;
 use crate::retry::{self, Attempt, Jitter, RetryPolicy, Wait};
 use crate::secret::{redact, Secret};
 use crate::transform::{self, ApiError, DecodeError, Decoded};
