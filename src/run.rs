@@ -672,6 +672,8 @@ async fn run_leased(
                     let (store, slots, retry, log) = (Arc::clone(store_ref), Arc::clone(&slots), ex.retry, Arc::clone(&log));
                     let (report, account, compression, task) = (tr.report, tr.account.clone(), p.output.compression, msg.task);
                     let partition = p.output.partition;
+                    // What the task may still commit: listed in its change record up front.
+                    let later: Vec<String> = tr.pending.keys().filter(|k| k.as_str() != ALL_PARTS).cloned().collect();
                     // Waiting for a slot here (not inside the task) is the backpressure that
                     // keeps buffered partitions bounded when commits are slower than fetching.
                     let slot = slots.acquire_owned().await;
@@ -681,13 +683,13 @@ async fn run_leased(
                             + keyed_rows.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                         if part != ALL_PARTS {
                             // The change record first: a crash after the commit still leaves it.
-                            let batch = match log.begin(report.id, &account, std::slice::from_ref(&part)).await {
+                            let batch = match log.begin_part(report.id, &account, &part, || later).await {
                                 Ok(b) => b,
                                 Err(e) => return Done::Commit { task, part, parts: Vec::new(), windows, rows: n, files: 1, result: Err(e.into()) },
                             };
                             let result = commit_with_retry(&store, report, &account, &part, &windows, &rows, compression, &retry).await;
                             if let Ok(c) = &result {
-                                log.finish(batch, &[(part.clone(), c.clone())]).await;
+                                log.finish_part(batch, c).await;
                             }
                             let parts = vec![part.clone()];
                             return Done::Commit { task, part, parts, windows, rows: n, files: 1, result };
@@ -788,6 +790,7 @@ async fn run_leased(
     if let Some(e) = join_workers(workers).await {
         fatal.get_or_insert(e);
     }
+    log.close().await;
     // Every planned window must have been accounted for; one that was not would be lost.
     if fatal.is_none() {
         if let Some(tr) = trackers.iter().find(|t| !t.pending.is_empty()) {
