@@ -561,6 +561,10 @@ async fn run_leased(
     // Folders committed since the task's last state write.
     let mut parts_pending: Vec<Vec<String>> = vec![Vec::new(); plan.tasks.len()];
     let mut state_busy = vec![false; plan.tasks.len()];
+    // State is written once a task has nothing more to commit, or every STATE_EVERY while
+    // it does: a crash refetches at most that much (a refetch replaces, never duplicates).
+    let mut commits_running = vec![0usize; plan.tasks.len()];
+    let mut state_written = vec![Instant::now(); plan.tasks.len()];
     // Calls already counted against the daily budget by the state writes: the last write of
     // a task usually counts them all, so the closing bookkeeping needs no write of its own.
     let mut calls_recorded = vec![0u64; plan.tasks.len()];
@@ -677,6 +681,7 @@ async fn run_leased(
                     // Waiting for a slot here (not inside the task) is the backpressure that
                     // keeps buffered partitions bounded when commits are slower than fetching.
                     let slot = slots.acquire_owned().await;
+                    commits_running[task] += 1;
                     jobs.spawn(async move {
                         let _slot = slot;
                         let n: u64 = rows.iter().map(|b| b.rows() as u64).sum::<u64>()
@@ -710,6 +715,7 @@ async fn run_leased(
                 // The task whose state may need a write now (none after a failed one).
                 let next_state = match done {
                     Done::Commit { task, part, parts, windows, rows, files, result } => {
+                        commits_running[task] -= 1;
                         let tr = &mut trackers[task];
                         let rep = &mut reports[task];
                         match result {
@@ -756,6 +762,7 @@ async fn run_leased(
                         }
                         Some(task)
                     }
+                    Done::Flush => None,
                     Done::State { task, calls, result } => {
                         state_busy[task] = false;
                         match result {
@@ -769,7 +776,15 @@ async fn run_leased(
                     }
                 };
                 // One state write per task at a time, carrying every window committed since.
-                if let Some(task) = next_state.filter(|&t| !state_busy[t] && !states_pending[t].is_empty()) {
+                let last = !fetching && jobs.is_empty();
+                let due = |t: usize| {
+                    !state_busy[t]
+                        && !states_pending[t].is_empty()
+                        && (last || (trackers[t].pending.is_empty() && commits_running[t] == 0) || state_written[t].elapsed() >= STATE_EVERY)
+                };
+                let due: Vec<usize> = if last { (0..trackers.len()).filter(|&t| due(t)).collect() } else { next_state.filter(|&t| due(t)).into_iter().collect() };
+                for task in due {
+                    state_written[task] = Instant::now();
                     state_busy[task] = true;
                     let calls = reports[task].calls - calls_recorded[task];
                     calls_recorded[task] += calls;
@@ -785,6 +800,12 @@ async fn run_leased(
                 w.abort();
             }
             fetching = false;
+        }
+        if !fetching
+            && jobs.is_empty()
+            && (0..trackers.len()).any(|t| !state_busy[t] && !states_pending[t].is_empty())
+        {
+            jobs.spawn(async { Done::Flush });
         }
     }
     if let Some(e) = join_workers(workers).await {
@@ -1057,6 +1078,8 @@ fn task_parts(r: &Report, p: crate::pipeline::Partition, w: &Window) -> Vec<Stri
 
 /// Partition commits (and state writes) in flight at once.
 const COMMITS_IN_FLIGHT: usize = 4;
+/// The longest a task's committed windows wait for their state write (see `run_leased`).
+const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 enum Done {
     Commit {
@@ -1075,6 +1098,8 @@ enum Done {
         calls: u64,
         result: Result<(), StoreError>,
     },
+    /// Nothing done: wakes the loop to write the state still held back.
+    Flush,
 }
 
 /// What one state write records.
