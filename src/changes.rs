@@ -350,7 +350,7 @@ impl Log {
         account: &str,
         partitions: &[String],
     ) -> Result<Batch, StoreError> {
-        let now = Utc::now();
+        let now = crate::clock::utc();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             version: 1,
@@ -417,7 +417,7 @@ impl Log {
             return;
         };
         record.status = "committed".into();
-        record.committed_at = Some(Utc::now());
+        record.committed_at = Some(crate::clock::utc());
         record.partitions = committed
             .iter()
             .map(|(p, c)| Entry {
@@ -592,7 +592,7 @@ async fn keys_from(
 
 /// What changed since a run or a time, in log order.
 pub async fn list(store: &Store, since: &Since) -> Result<Listing, ChangesError> {
-    let now = Utc::now();
+    let now = crate::clock::utc();
     let keys = match since {
         Since::Time(t) => keys_from(store, *t, now)
             .await?

@@ -182,7 +182,7 @@ async fn quarantine(
     }
     let stamp = format!(
         "{}-{:08x}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        crate::clock::utc().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
     let dest = format!("_wxcube/quarantine/{stamp}/{rel}");

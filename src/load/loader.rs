@@ -17,7 +17,7 @@ use super::{commit_keyed, commit_with_retry, file_rel, partitions_of, split};
 use super::{Committed, Fresh, LoadError, PartStream};
 use crate::catalog::{Replace, Report};
 use crate::changes;
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
 use crate::plan::{self, Plan, Window};
