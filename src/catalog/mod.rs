@@ -112,9 +112,40 @@ impl Status {
     }
 }
 
+/// Which report an entry is, for code that must treat reports apart (the simulator's row
+/// generators): a match on it is exhaustive, where a match on names needs a silent `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    UserSummary,
+    UserCumulate,
+    ArticleRead,
+    ArticleShare,
+    BizSummary,
+    ArticleTotalDetail,
+    UpstreamMsg,
+    UpstreamMsgHour,
+    UpstreamMsgWeek,
+    UpstreamMsgMonth,
+    UpstreamMsgDist,
+    UpstreamMsgDistWeek,
+    UpstreamMsgDistMonth,
+    InterfaceSummary,
+    InterfaceSummaryHour,
+    ArticleSummary,
+    ArticleTotal,
+    UserRead,
+    UserReadHour,
+    UserShare,
+    UserShareHour,
+    AdPosition,
+    AdCps,
+    AdSettlement,
+}
+
 #[derive(Debug)]
 pub struct Report {
     pub id: &'static str,
+    pub dataset: Dataset,
     /// WeChat's name, e.g. `getusersummary` (accepted as an alias of `id`).
     pub api: &'static str,
     pub path: &'static str,
@@ -191,6 +222,16 @@ impl Report {
     pub fn column(&self, name: &str) -> Option<&'static Col> {
         self.columns.iter().find(|c| c.name == name)
     }
+    /// The key of the array that holds the rows in an answer (the settlement's list is
+    /// named apart).
+    pub fn list_key(&self) -> &'static str {
+        if self.dataset == Dataset::AdSettlement {
+            "settlement_list"
+        } else {
+            "list"
+        }
+    }
+
     /// Whether the response carries a top-level `is_delay`.
     pub fn has_is_delay(&self) -> bool {
         self.columns
@@ -220,7 +261,7 @@ pub fn all() -> impl Iterator<Item = &'static Report> {
 /// Reports whose rows are replaced by natural key rather than by the window's dates (their
 /// `ref_date` may lie outside the window requested).
 pub fn replaced_by_key(r: &Report) -> bool {
-    r.api == "publisher_settlement"
+    r.dataset == Dataset::AdSettlement
 }
 
 /// Finds a report by id or by its WeChat API name.

@@ -68,3 +68,18 @@ fn unknown_codes_get_unknown_label() {
     assert_eq!(SCENE_DESC.str("搜一搜"), "search");
     assert_eq!(SCENE_DESC.str("新场景"), "unknown");
 }
+
+/// `Dataset` names each entry once: code matching on it reaches exactly one report.
+#[test]
+fn every_report_has_its_own_dataset() {
+    let mut seen: Vec<Dataset> = all().map(|r| r.dataset).collect();
+    let n = seen.len();
+    seen.sort_by_key(|d| format!("{d:?}"));
+    seen.dedup();
+    assert_eq!(seen.len(), n);
+    assert_eq!(n, 24);
+    assert!(replaced_by_key(find("ad_settlement").unwrap()));
+    assert_eq!(find("ad_settlement").unwrap().list_key(), "settlement_list");
+    assert_eq!(find("ad_cps").unwrap().list_key(), "list");
+    assert!(!all().any(|r| r.id != "ad_settlement" && replaced_by_key(r)));
+}

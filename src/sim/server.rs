@@ -662,14 +662,11 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
             *used += 1;
         }
         let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
-        let key = if report.api == "publisher_settlement" {
-            "settlement_list"
-        } else {
-            "list"
-        };
-        Ok(super::publisher::page(&sh.cfg, whole, key, page, size)
-            .to_string()
-            .into_bytes())
+        Ok(
+            super::publisher::page(&sh.cfg, whole, report.list_key(), page, size)
+                .to_string()
+                .into_bytes(),
+        )
     })();
     let (mut bytes, code) = match result {
         Ok(b) => (b, 0),
