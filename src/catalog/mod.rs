@@ -222,22 +222,33 @@ impl Report {
     pub fn column(&self, name: &str) -> Option<&'static Col> {
         self.columns.iter().find(|c| c.name == name)
     }
-    /// The key of the array that holds the rows in an answer (the settlement's list is
-    /// named apart).
-    pub fn list_key(&self) -> &'static str {
-        if self.dataset == Dataset::AdSettlement {
-            "settlement_list"
-        } else {
-            "list"
-        }
-    }
-
     /// Whether the response carries a top-level `is_delay`.
     pub fn has_is_delay(&self) -> bool {
         self.columns
             .iter()
             .any(|c| matches!(c.src, Src::Response("is_delay")))
     }
+
+    /// How a window of this report is requested.
+    pub fn protocol(&self) -> Protocol {
+        match (self.status, self.dataset) {
+            (Status::Publisher, Dataset::AdSettlement) => Protocol::Publisher {
+                list: "settlement_list",
+            },
+            (Status::Publisher, _) => Protocol::Publisher { list: "list" },
+            _ => Protocol::Datacube,
+        }
+    }
+}
+
+/// How a report's window is requested (extract dispatches on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// One POST of `{begin_date, end_date}` to `path`; the answer is decoded whole.
+    Datacube,
+    /// GET pages (`action=<api>`, `page`, `page_size`) until a short one; the rows of a
+    /// page are under `list`.
+    Publisher { list: &'static str },
 }
 
 /// The Hive keys of the output layout. No column may carry one of these names: DuckDB, Polars
@@ -258,10 +269,30 @@ pub fn all() -> impl Iterator<Item = &'static Report> {
     REPORTS.iter().chain(PUBLISHER.iter())
 }
 
-/// Reports whose rows are replaced by natural key rather than by the window's dates (their
-/// `ref_date` may lie outside the window requested).
+/// How a load replaces the stored rows of a report when it fetches a window again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Every stored row dated in the window gives way to the fetched ones.
+    ByDate,
+    /// Rows are dated by their last update (ad_settlement), so a row's `ref_date` may lie
+    /// outside the window requested: a fetched row replaces the stored row with its natural
+    /// key, wherever that lies, and the window's rows are committed together.
+    ByKey,
+}
+
+impl Report {
+    pub fn replace(&self) -> Replace {
+        if self.dataset == Dataset::AdSettlement {
+            Replace::ByKey
+        } else {
+            Replace::ByDate
+        }
+    }
+}
+
+/// Reports whose rows are replaced by natural key rather than by the window's dates.
 pub fn replaced_by_key(r: &Report) -> bool {
-    r.dataset == Dataset::AdSettlement
+    r.replace() == Replace::ByKey
 }
 
 /// Finds a report by id or by its WeChat API name.

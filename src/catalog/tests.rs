@@ -79,7 +79,21 @@ fn every_report_has_its_own_dataset() {
     assert_eq!(seen.len(), n);
     assert_eq!(n, 24);
     assert!(replaced_by_key(find("ad_settlement").unwrap()));
-    assert_eq!(find("ad_settlement").unwrap().list_key(), "settlement_list");
-    assert_eq!(find("ad_cps").unwrap().list_key(), "list");
     assert!(!all().any(|r| r.id != "ad_settlement" && replaced_by_key(r)));
+}
+
+#[test]
+fn the_protocol_follows_the_catalogue() {
+    let p = |id: &str| find(id).expect("report").protocol();
+    assert_eq!(p("user_summary"), Protocol::Datacube);
+    assert_eq!(
+        p("ad_settlement"),
+        Protocol::Publisher {
+            list: "settlement_list"
+        }
+    );
+    for r in all() {
+        let paged = matches!(r.protocol(), Protocol::Publisher { .. });
+        assert_eq!(paged, r.status == Status::Publisher, "{}", r.id);
+    }
 }

@@ -50,6 +50,14 @@ pub struct Common {
     /// Less output: errors only, no summary.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Retry timing for tests (ms): the first backoff, the 45011 "minute", the HTTP
+    /// timeout, so fault tests need not wait real minutes.
+    #[arg(long, global = true, hide = true)]
+    pub retry_base_ms: Option<u64>,
+    #[arg(long, global = true, hide = true)]
+    pub minute_ms: Option<u64>,
+    #[arg(long, global = true, hide = true)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

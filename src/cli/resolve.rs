@@ -36,24 +36,18 @@ pub(super) fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, Failure>
     crate::config::load(path).map_err(|e| Failure::new(ExitCode::Usage, e))
 }
 
-/// Retry timing, with test-only overrides from the environment (WXCUBE_RETRY_BASE_MS,
-/// WXCUBE_MINUTE_MS, WXCUBE_TIMEOUT_MS) so fault tests need not wait real minutes.
-pub fn retry_policy() -> crate::extract::RetryPolicy {
-    let ms = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(std::time::Duration::from_millis)
-    };
-    let mut p = crate::extract::RetryPolicy::default();
-    if let Some(d) = ms("WXCUBE_RETRY_BASE_MS") {
+/// Retry timing: the defaults, or the hidden test flags' shorter ones.
+pub fn retry_policy(c: &Common) -> crate::retry::RetryPolicy {
+    let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
+    let mut p = crate::retry::RetryPolicy::default();
+    if let Some(d) = ms(c.retry_base_ms) {
         p.base = d;
         p.max = p.max.min(d * 64);
     }
-    if let Some(d) = ms("WXCUBE_MINUTE_MS") {
+    if let Some(d) = ms(c.minute_ms) {
         p.minute_wait = d;
     }
-    if let Some(d) = ms("WXCUBE_TIMEOUT_MS") {
+    if let Some(d) = ms(c.timeout_ms) {
         p.timeout = d;
     }
     p
@@ -66,7 +60,7 @@ pub(super) fn options(c: &Common, full_refresh: bool) -> Result<Options, Failure
         full_refresh,
         shard: c.shard,
         lease: crate::lease::Config::default(),
-        retry: Some(retry_policy()),
+        retry: Some(retry_policy(c)),
         observer: None,
     })
 }

@@ -662,11 +662,13 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
             *used += 1;
         }
         let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
-        Ok(
-            super::publisher::page(&sh.cfg, whole, report.list_key(), page, size)
-                .to_string()
-                .into_bytes(),
-        )
+        let key = match report.protocol() {
+            catalog::Protocol::Publisher { list } => list,
+            catalog::Protocol::Datacube => "list",
+        };
+        Ok(super::publisher::page(&sh.cfg, whole, key, page, size)
+            .to_string()
+            .into_bytes())
     })();
     let (mut bytes, code) = match result {
         Ok(b) => (b, 0),
