@@ -20,6 +20,7 @@ use chrono::{Duration, NaiveDate};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::catalog::from_date32;
 use crate::catalog::{self, Replace, Report};
 use crate::changes;
 use crate::clock::Clock;
@@ -28,10 +29,10 @@ use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy
 use crate::lease::{self, Leases};
 use crate::load::{self, FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
 use crate::pipeline::{Api, Pipeline};
-use crate::plan::{self, Plan, Window};
+use crate::plan::{self, Plan};
 use crate::state::{self, ReportState};
 use crate::store::{Store, StoreError};
-use crate::transform::from_date32;
+use crate::window::Window;
 
 pub use crate::report::{Observer, RunReport, TaskReport};
 
@@ -815,7 +816,7 @@ async fn fetch_adaptive(
             Err(e) => return Err(e),
         }
     }
-    let schema = crate::transform::schema(r);
+    let schema = crate::catalog::schema(r);
     let batch =
         concat_batches(&schema, &parts).map_err(|e| FetchError::Transient(e.to_string()))?;
     Ok((batch, delay))

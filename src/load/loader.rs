@@ -15,16 +15,17 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{commit_keyed, commit_with_retry, file_rel, partitions_of, split};
 use super::{Committed, Fresh, LoadError, PartStream};
+use crate::catalog::from_date32;
 use crate::catalog::{Replace, Report};
 use crate::changes;
 use crate::clock::Clock;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
-use crate::plan::{self, Plan, Window};
+use crate::plan::{self, Plan};
 use crate::report::{Observer, TaskReport};
 use crate::state::{self, LoadedWindow, ReportState, Stop};
 use crate::store::{Store, StoreError};
-use crate::transform::from_date32;
+use crate::window::Window;
 
 /// One window as the extract stage hands it on.
 pub(crate) struct Msg {
@@ -708,7 +709,7 @@ fn provisional_dates(
         return late;
     }
     if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
-        let wanted: Vec<i32> = late.iter().map(|&d| crate::transform::date32(d)).collect();
+        let wanted: Vec<i32> = late.iter().map(|&d| crate::catalog::date32(d)).collect();
         for v in dates.values().iter().filter(|v| wanted.contains(v)) {
             late.remove(&from_date32(*v));
         }

@@ -663,10 +663,9 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
             *used += 1;
         }
         let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
-        let key = if report.api == "publisher_settlement" {
-            "settlement_list"
-        } else {
-            "list"
+        let key = match report.protocol() {
+            catalog::Protocol::Publisher { list } => list,
+            catalog::Protocol::Datacube => "list",
         };
         Ok(super::publisher::page(&sh.cfg, whole, key, page, size)
             .to_string()
