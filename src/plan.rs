@@ -13,7 +13,8 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde::Serialize;
 
 use crate::catalog::{Cadence, Report};
-use crate::dates::{self, Clock};
+use crate::clock::Clock;
+use crate::dates;
 use crate::pipeline::Pipeline;
 use crate::window::Window;
 

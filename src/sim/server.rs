@@ -23,7 +23,8 @@ use super::rng::{hs, Rng};
 use super::tokens::{Flavor, Tokens};
 use super::{fault_at, respond, CallRecord, FaultKind, SimConfig, SimStats, HTTP_FAULT, NO_ANSWER};
 use crate::catalog::{self, Report, Status};
-use crate::dates::{self, Clock};
+use crate::clock::Clock;
+use crate::dates;
 
 struct Shared {
     cfg: SimConfig,
