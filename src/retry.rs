@@ -95,9 +95,16 @@ impl Jitter {
     pub fn new(seed: u64) -> Self {
         Jitter(std::sync::Mutex::new(seed | 1))
     }
-    /// A fraction in [0.5, 1.0).
+    /// No jitter: every backoff is the full exponential step.
+    pub fn none() -> Self {
+        Jitter(std::sync::Mutex::new(0))
+    }
+    /// A fraction in [0.5, 1.0) (1.0 for `none`).
     fn fraction(&self) -> f64 {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *g == 0 {
+            return 1.0;
+        }
         let mut x = *g;
         x ^= x << 13;
         x ^= x >> 7;
@@ -210,7 +217,7 @@ pub async fn retry<A: Attempt>(
             }
             Class::WaitMinute => {
                 let minute = s.policy.map_or(Duration::from_secs(60), |p| p.minute_wait);
-                let wait = until_next_minute(minute);
+                let wait = crate::clock::until_next_minute(minute);
                 op.note(&e, n, Wait::Minute(wait));
                 tokio::time::sleep(wait).await;
             }
@@ -266,16 +273,6 @@ where
         .await
         .map(|(v, _)| v)
         .map_err(|f| f.error)
-}
-
-/// Time to the next minute boundary (scaled down when `minute` is shorter, for tests).
-fn until_next_minute(minute: Duration) -> Duration {
-    let ms = minute.as_millis().max(1) as u64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Duration::from_millis(ms - now % ms + 50)
 }
 
 #[cfg(test)]
@@ -409,6 +406,14 @@ mod tests {
             "{:?}",
             op.seen
         );
+    }
+
+    #[test]
+    fn without_jitter_the_backoff_doubles_exactly() {
+        let p = policy();
+        let none = Jitter::none();
+        let ms: Vec<u128> = (1..=3).map(|n| p.backoff(n, &none).as_millis()).collect();
+        assert_eq!(ms, vec![100, 150, 150], "doubling, capped at max");
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,12 +10,12 @@ use super::file::{decode_file, merge_encode, Fresh};
 use super::keyed::{dedupe_by_key, key_rows};
 use super::partition::{file_rel, partition_dates, ref_dates, sort};
 use super::LoadError;
+use crate::catalog::{from_date32, schema};
 use crate::catalog::{Replace, Report};
 use crate::extract::RetryPolicy;
 use crate::pipeline::Compression;
-use crate::plan::Window;
 use crate::store::{update_cas, Cas, Store, StoreError, Tag};
-use crate::transform::{from_date32, schema};
+use crate::window::Window;
 
 #[derive(Debug, Default, Clone)]
 pub struct Committed {
@@ -182,7 +182,7 @@ async fn quarantine(
     }
     let stamp = format!(
         "{}-{:08x}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        crate::clock::utc().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
     let dest = format!("_wxcube/quarantine/{stamp}/{rel}");

@@ -11,12 +11,12 @@ use super::commit::{commit_with_retry, stored_rows, Committed};
 use super::file::{merge_encode, Fresh};
 use super::partition::{file_rel, split};
 use super::LoadError;
+use crate::catalog::schema;
 use crate::catalog::Report;
 use crate::changes;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
 use crate::store::{update_cas, Cas, Store};
-use crate::transform::schema;
 
 /// The natural key of every row, in arrow's row format (comparable bytes).
 pub(crate) fn key_rows(report: &Report, b: &RecordBatch) -> Result<arrow::row::Rows, LoadError> {
