@@ -165,8 +165,9 @@ struct Tracker {
     state_busy: bool,
     /// Commits of the task in flight.
     commits_running: usize,
-    /// When its last state write started.
-    state_written: Instant,
+    /// When its last state write started (none yet: the first commit is recorded at once,
+    /// so a run cut short early still leaves what it committed in state).
+    state_written: Option<Instant>,
     /// Calls already counted against the daily budget by the state writes: the last write
     /// of a task usually counts them all, so the closing bookkeeping needs no write of its own.
     calls_recorded: u64,
@@ -202,7 +203,7 @@ impl Loader {
                 present,
                 state_busy: false,
                 commits_running: 0,
-                state_written: Instant::now(),
+                state_written: None,
                 calls_recorded: 0,
                 stop: None,
             };
@@ -505,11 +506,11 @@ impl Loader {
         let idle = tr.pending.is_empty() && tr.commits_running == 0;
         if tr.state_busy
             || tr.to_record.is_empty()
-            || !(last || idle || tr.state_written.elapsed() >= STATE_EVERY)
+            || !(last || idle || tr.state_written.is_none_or(|t| t.elapsed() >= STATE_EVERY))
         {
             return;
         }
-        tr.state_written = Instant::now();
+        tr.state_written = Some(Instant::now());
         tr.state_busy = true;
         let calls = tr.rep.calls - tr.calls_recorded;
         tr.calls_recorded += calls;
