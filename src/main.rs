@@ -7,5 +7,5 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     let cli = wxcube::cli::Cli::parse();
-    std::process::exit(wxcube::cli::main_with(cli));
+    std::process::exit(wxcube::cli::main_with(cli).code());
 }

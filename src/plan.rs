@@ -15,31 +15,8 @@ use serde::Serialize;
 use crate::catalog::{Cadence, Report};
 use crate::dates::{self, Clock};
 use crate::pipeline::Pipeline;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Window {
-    pub begin: NaiveDate,
-    pub end: NaiveDate,
-}
-
-impl Window {
-    pub fn contains(&self, d: NaiveDate) -> bool {
-        self.begin <= d && d <= self.end
-    }
-    pub fn days(&self) -> i64 {
-        (self.end - self.begin).num_days() + 1
-    }
-}
-
-impl std::fmt::Display for Window {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.begin == self.end {
-            write!(f, "{}", dates::fmt(self.begin))
-        } else {
-            write!(f, "{}..{}", dates::fmt(self.begin), dates::fmt(self.end))
-        }
-    }
-}
+// Callers still importing it from here move to `crate::window` (extract, run, load).
+pub use crate::window::Window;
 
 /// How many of the latest ready days WeChat may still publish late (reference §4.2: data
 /// still missing at 09:00 some mornings). A date whose answer held no rows is not final

@@ -15,11 +15,19 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
-use crate::cli::ProgressMode;
 use crate::extract::Counters;
 use crate::pipeline::Limits;
-use crate::plan::{Plan, Window};
+use crate::plan::Plan;
 use crate::run::{Observer, RunReport};
+use crate::window::Window;
+
+/// `--progress`: progress bars on a terminal (auto), always, or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
 
 /// Whether bars are drawn: `auto` only on a terminal (not `TERM=dumb`) and not with
 /// `--quiet`; `always` even into a pipe; `never` not at all.

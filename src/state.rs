@@ -14,8 +14,9 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Report;
-use crate::plan::{Loaded, Window};
-use crate::store::{Store, StoreError, Tag};
+use crate::plan::Loaded;
+use crate::store::{update_cas, Cas, Store, StoreError, Tag};
+use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
@@ -311,29 +312,39 @@ pub async fn read(
     account: &str,
 ) -> Result<(ReportState, Tag), StoreError> {
     let path = rel(report, account);
-    match store.read(&path).await? {
-        None => Ok((ReportState::new(report, account), Tag::default())),
-        Some((bytes, tag)) => {
-            let st: ReportState =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
-                    op: "parse state",
-                    path: store.describe(&path),
-                    message: format!("{e}; the state file is damaged: delete it (the next run refetches that report) or restore it"),
-                })?;
-            // Rewriting it would drop what a newer release keeps there.
-            if st.version > VERSION {
-                return Err(StoreError::Refused {
-                    op: "read state",
-                    path: store.describe(&path),
-                    message: format!(
-                        "state version {} was written by a newer wxcube (this one knows version {VERSION}): upgrade wxcube to run this pipeline",
-                        st.version
-                    ),
-                });
-            }
-            Ok((st, tag))
-        }
+    let read = store.read(&path).await?;
+    let tag = read.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+    Ok((parse(store, &path, report, account, read)?, tag))
+}
+
+/// A state document as read (`None`: not there yet, a fresh state).
+fn parse(
+    store: &Store,
+    path: &str,
+    report: &str,
+    account: &str,
+    read: Option<(Bytes, Tag)>,
+) -> Result<ReportState, StoreError> {
+    let Some((bytes, _)) = read else {
+        return Ok(ReportState::new(report, account));
+    };
+    let st: ReportState = serde_json::from_slice(&bytes).map_err(|e| StoreError::Refused {
+        op: "parse state",
+        path: store.describe(path),
+        message: format!("{e}; the state file is damaged: delete it (the next run refetches that report) or restore it"),
+    })?;
+    // Rewriting it would drop what a newer release keeps there.
+    if st.version > VERSION {
+        return Err(StoreError::Refused {
+            op: "read state",
+            path: store.describe(path),
+            message: format!(
+                "state version {} was written by a newer wxcube (this one knows version {VERSION}): upgrade wxcube to run this pipeline",
+                st.version
+            ),
+        });
     }
+    Ok(st)
 }
 
 /// Read-modify-write of one state document, safe against a concurrent run.
@@ -344,24 +355,20 @@ pub async fn update(
     f: impl Fn(&mut ReportState),
 ) -> Result<ReportState, StoreError> {
     let path = rel(report, account);
-    let _guard = store.lock(&path).await?;
-    for _ in 0..16 {
-        let (mut st, tag) = read(store, report, account).await?;
+    let f = &f;
+    let path_ref = path.as_str();
+    let (st, _) = update_cas(store, &path, |read| async move {
+        let mut st = parse(store, path_ref, report, account, read)?;
         f(&mut st);
         let bytes = serde_json::to_vec_pretty(&st).map_err(|e| StoreError::Remote {
             op: "encode state",
-            path: store.describe(&path),
+            path: store.describe(path_ref),
             message: e.to_string(),
         })?;
-        match store.write(&path, Bytes::from(bytes), &tag).await {
-            Ok(()) => return Ok(st),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict {
-        path: store.describe(&path),
+        Ok::<_, StoreError>(Cas::Write(Bytes::from(bytes), st))
     })
+    .await?;
+    Ok(st)
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@
 //!   one object may also serialise a whole read-modify-write with `lock()`, so on disk a
 //!   conflict is the exception, not the rule. Locks live under `_wxcube/locks/`.
 
+mod cas;
+pub use cas::{update_cas, Cas, CAS_ATTEMPTS};
+
 use std::io::{Read, Write};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +65,15 @@ pub enum StoreError {
     Conflict { path: String },
     #[error("invalid output uri {uri}: {message}")]
     Uri { uri: String, message: String },
+}
+
+impl crate::retry::Retryable for StoreError {
+    fn class(&self) -> crate::retry::Class {
+        match self.is_retryable() {
+            true => crate::retry::Class::Retry,
+            false => crate::retry::Class::Fatal,
+        }
+    }
 }
 
 impl StoreError {

@@ -7,7 +7,6 @@
 mod compile;
 mod interp;
 mod node;
-pub(crate) mod suggest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::harness::*;
 
 const TODAY: &str = "2026-01-20";
-const FAST: [(&str, &str); 2] = [("WXCUBE_RETRY_BASE_MS", "20"), ("WXCUBE_MINUTE_MS", "300")];
+const FAST: [(&str, &str); 2] = [("--retry-base-ms", "20"), ("--minute-ms", "300")];
 const REPORTS: &[&str] = &["user_summary", "upstream_msg_hour", "interface_summary"];
 
 fn list() -> String {
@@ -328,7 +328,7 @@ async fn an_unreachable_host_fails_over_to_the_backup_host() {
     let ex = Extractor::new(100, RetryPolicy::default(), 1).expect("extractor");
     let r = wxcube::catalog::find("user_summary").expect("report");
     let d = |s: &str| wxcube::dates::parse(s).expect("date");
-    let w = wxcube::plan::Window {
+    let w = wxcube::window::Window {
         begin: d("2026-01-10"),
         end: d("2026-01-16"),
     };
@@ -470,7 +470,7 @@ fn a_hanging_or_dead_token_host_fails_each_account_after_bounded_attempts() {
         .expect("addr")
         .port();
     let mut env = FAST.to_vec();
-    env.push(("WXCUBE_TIMEOUT_MS", "300"));
+    env.push(("--timeout-ms", "300"));
     for (port, cause) in [(port, "timeout"), (dead, "onnect")] {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = write(

@@ -8,9 +8,9 @@ use crate::harness::*;
 const TODAY: &str = "2026-01-20";
 /// Short waits so a fault-heavy run takes seconds, not minutes.
 const FAST: [(&str, &str); 3] = [
-    ("WXCUBE_RETRY_BASE_MS", "20"),
-    ("WXCUBE_MINUTE_MS", "400"),
-    ("WXCUBE_TIMEOUT_MS", "1500"),
+    ("--retry-base-ms", "20"),
+    ("--minute-ms", "400"),
+    ("--timeout-ms", "1500"),
 ];
 
 const REPORTS: &[&str] = &[

@@ -400,11 +400,17 @@ pub fn snapshot(root: &Path, reports: &[&str]) -> Vec<(String, Vec<String>)> {
 }
 
 /// Runs wxcube with extra environment.
+/// `env`: variables to set; a pair whose name starts with `--` is a flag instead (the
+/// hidden timing flags, e.g. `--retry-base-ms`), added after `args`.
 pub fn wxcube_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
     c.args(args).current_dir(dir);
     for (k, v) in env {
-        c.env(k, v);
+        if k.starts_with("--") {
+            c.args([k, v]);
+        } else {
+            c.env(k, v);
+        }
     }
     c.output().expect("run wxcube")
 }

@@ -274,8 +274,18 @@ fn run_json(dir: &Path, yaml: &Path, today: &str, env: &[(&str, String)]) -> (Va
             "--lease-seconds",
             "10",
         ])
+        // `--` pairs are the hidden timing flags, the rest variables.
+        .args(
+            env.iter()
+                .filter(|(k, _)| k.starts_with("--"))
+                .flat_map(|(k, v)| [*k, v.as_str()]),
+        )
         .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            env.iter()
+                .filter(|(k, _)| !k.starts_with("--"))
+                .map(|(k, v)| (k, v)),
+        )
         .output()
         .expect("run wxcube");
     let err = stderr(&o);
@@ -661,7 +671,7 @@ async fn s3_outage_mid_run_fails_cleanly_and_a_rerun_completes() {
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ALLOW_HTTP", "true".to_string()),
         // Short backoff so giving up takes seconds, not a minute.
-        ("WXCUBE_RETRY_BASE_MS", "50".to_string()),
+        ("--retry-base-ms", "50".to_string()),
     ];
 
     let reference = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,10 @@ use chrono::{Duration, NaiveDate};
 use crate::catalog::Report;
 use crate::dates::Clock;
 use crate::secret::Secret;
-use crate::sim::SimConfig;
+
+pub mod simulator;
+
+pub use simulator::SimConfig;
 
 #[derive(Debug, Clone)]
 pub struct Pipeline {

@@ -1,0 +1,443 @@
+//! The client: `Extractor` (HTTP, global limit, retry policy, counters) and
+//! `AccountClient` (one account's host, failover, token cache, limits); sending a request
+//! and fetching a window.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::catalog::{Protocol, Report};
+use crate::dates;
+use crate::pipeline::{Account, Auth};
+use crate::plan::Window;
+use crate::retry::{self, Attempt, Jitter, RetryPolicy, Wait};
+use crate::secret::{redact, Secret};
+use crate::transform::{self, ApiError, DecodeError, Decoded};
+
+use super::auth::{Broken, CachedToken, ForcedLog};
+use super::errors::{transport, FetchError};
+use super::limit::{Cap, InFlight, RateLimiter, Reservation};
+use super::paging::{self, PAGE_SIZE as PUBLISHER_PAGE_SIZE};
+
+/// The most a response body may hold: a data window (a publisher page, a day of articles)
+/// is far below it; past it the body is refused, not read into memory.
+pub const DATA_BODY_CAP: usize = 64 << 20;
+/// A token endpoint's answer is a few hundred bytes.
+pub const TOKEN_BODY_CAP: usize = 64 << 10;
+
+/// One account's connection to WeChat: its token source, host, limiter and in-flight cap.
+pub struct AccountClient {
+    pub name: String,
+    pub(super) app_id: String,
+    pub(super) secret: Secret,
+    pub(super) auth: Auth,
+    /// The host in use, and the one to fail over to when it cannot be reached.
+    base: std::sync::Mutex<String>,
+    failover: std::sync::Mutex<Option<String>>,
+    pub(super) token: Mutex<Option<CachedToken>>,
+    /// The token source failed (configuration, or retries spent): every later request
+    /// fails fast with it.
+    pub(super) broken: std::sync::Mutex<Option<Broken>>,
+    /// A component flow may rotate the authorizer refresh token.
+    pub(super) refresh_token: std::sync::Mutex<Option<Secret>>,
+    pub(super) forced: Mutex<ForcedLog>,
+    pub(super) limiter: RateLimiter,
+    pub(super) inflight: Cap,
+}
+
+impl AccountClient {
+    pub fn new(
+        acct: &Account,
+        base: &str,
+        failover: Option<&str>,
+        rps: u32,
+        max_in_flight: u32,
+    ) -> Self {
+        if matches!(acct.auth, Auth::Classic) {
+            tracing::warn!(
+                account = %acct.name,
+                "auth type classic: each token fetched from /cgi-bin/token invalidates the account's other tokens after 5 minutes; prefer stable_token"
+            );
+        }
+        AccountClient {
+            name: acct.name.clone(),
+            app_id: acct.app_id.clone(),
+            secret: acct.app_secret.clone(),
+            auth: acct.auth.clone(),
+            base: std::sync::Mutex::new(base.trim_end_matches('/').to_string()),
+            failover: std::sync::Mutex::new(failover.map(|f| f.trim_end_matches('/').to_string())),
+            token: Mutex::new(None),
+            broken: std::sync::Mutex::new(None),
+            refresh_token: std::sync::Mutex::new(None),
+            forced: Mutex::new(ForcedLog::default()),
+            limiter: RateLimiter::per_second(rps),
+            inflight: Cap::new(max_in_flight),
+        }
+    }
+
+    pub(super) fn base(&self) -> String {
+        self.base.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Records a token-source failure for the rest of the run; returns the error every
+    /// later request of the account gets.
+    pub(super) fn break_with(&self, e: FetchError) -> FetchError {
+        let b = match e {
+            FetchError::Config { errcode, hint } => Broken::Config(errcode, hint),
+            // Already recorded (by a refresh that failed).
+            e @ FetchError::TokenSource { .. } => return e,
+            other => Broken::Source(self.auth.kind(), other.to_string()),
+        };
+        let err = b.error();
+        if let Ok(mut g) = self.broken.lock() {
+            if g.is_none() {
+                tracing::error!(account = %self.name, error = %err, "token source failed");
+                *g = Some(b);
+            }
+        }
+        err
+    }
+
+    /// Switches to the failover host once; false if there is none left.
+    pub(super) fn fail_over(&self) -> bool {
+        let next = self.failover.lock().ok().and_then(|mut f| f.take());
+        match next {
+            Some(host) => {
+                tracing::warn!(account = %self.name, host = %host, "host unreachable, failing over");
+                if let Ok(mut b) = self.base.lock() {
+                    *b = host;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counters a run reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub data_calls: AtomicU64,
+    pub token_calls: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+pub struct Extractor {
+    pub(super) http: reqwest::Client,
+    pub(super) global: RateLimiter,
+    pub retry: RetryPolicy,
+    pub(super) jitter: Jitter,
+    pub counters: Arc<Counters>,
+    /// Memory for windows fetched but not yet loaded, shared by all accounts.
+    pub budget: InFlight,
+    /// component_access_token per component_appid, shared by its authorised accounts.
+    pub(super) component_tokens: Mutex<std::collections::HashMap<String, CachedToken>>,
+}
+
+/// A successful window.
+pub struct Fetched {
+    pub decoded: Decoded,
+    pub attempts: u32,
+}
+
+impl Extractor {
+    pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
+        let http = reqwest::Client::builder()
+            // A redirect would re-send the query (the access token) or the body (the app
+            // secret) to wherever it points: a 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(retry.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| FetchError::Transient(redact(&e.to_string())))?;
+        Ok(Extractor {
+            http,
+            global: RateLimiter::per_second(global_rps),
+            retry,
+            jitter: Jitter::new(seed),
+            counters: Arc::new(Counters::default()),
+            budget: InFlight::default(),
+            component_tokens: Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// Sends a request; its body, read in chunks up to `cap` bytes.
+    pub(super) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        cap: usize,
+    ) -> Result<bytes::Bytes, FetchError> {
+        let mut resp = req.send().await.map_err(|e| transport(&e))?;
+        let status = resp.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(FetchError::Transient(format!("HTTP {status}")));
+        }
+        if status.is_redirection() {
+            // The host only: the rest of the location may repeat the token.
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| reqwest::Url::parse(l).ok())
+                .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
+                .unwrap_or_default();
+            return Err(FetchError::Redirect {
+                status: status.as_u16(),
+                to,
+            });
+        }
+        if !status.is_success() {
+            return Err(FetchError::Api {
+                errcode: -(i64::from(status.as_u16())),
+                errmsg: format!("HTTP {status}"),
+            });
+        }
+        let what = if cap == TOKEN_BODY_CAP {
+            "a token response"
+        } else {
+            "a response body"
+        };
+        let too_large = FetchError::TooLarge { what, limit: cap };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large);
+        }
+        let mut chunks: Vec<bytes::Bytes> = Vec::new();
+        let mut len = 0usize;
+        while let Some(c) = resp.chunk().await.map_err(|e| transport(&e))? {
+            len += c.len();
+            if len > cap {
+                return Err(too_large);
+            }
+            chunks.push(c);
+        }
+        // One chunk (the common case) is handed on without a copy.
+        Ok(match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => chunks.concat().into(),
+        })
+    }
+}
+
+impl Extractor {
+    /// One window of one report for one account, with every retry rule applied. Publisher
+    /// reports are paged (`page_size` 90) until a short page (see `paging`).
+    pub async fn fetch(
+        &self,
+        acct: &AccountClient,
+        report: &'static Report,
+        w: Window,
+        today: chrono::NaiveDate,
+        calls: &mut u32,
+    ) -> Result<Fetched, FetchError> {
+        self.fetch_held(acct, report, w, today, calls, &mut None)
+            .await
+    }
+
+    /// `fetch`, holding the window's share of the in-flight budget in `held` (kept until
+    /// the loader has the rows).
+    pub async fn fetch_held(
+        &self,
+        acct: &AccountClient,
+        report: &'static Report,
+        w: Window,
+        today: chrono::NaiveDate,
+        calls: &mut u32,
+        held: &mut Option<Reservation>,
+    ) -> Result<Fetched, FetchError> {
+        let list_key = match report.protocol() {
+            Protocol::Datacube => {
+                let (decoded, attempts) = self
+                    .call(acct, report, w, None, today, calls, held, |b| {
+                        transform::decode(report, b)
+                    })
+                    .await?;
+                return Ok(Fetched { decoded, attempts });
+            }
+            Protocol::Publisher { list } => list,
+        };
+        let mut pager = paging::Pager::default();
+        let mut first: Option<Value> = None;
+        let mut attempts = 0;
+        for page in 1u32.. {
+            let (mut v, a) = self
+                .call(acct, report, w, Some(page), today, calls, held, |b| {
+                    let v: Value = serde_json::from_slice(b)
+                        .map_err(|e| Err(DecodeError::Json(e.to_string())))?;
+                    match transform::api_error(&v) {
+                        Some(api) => Err(Ok(api)),
+                        None => Ok(v),
+                    }
+                })
+                .await?;
+            attempts += a;
+            let items = match v.get_mut(list_key).map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            let total = v.get("total_num").and_then(Value::as_u64);
+            if first.is_none() {
+                first = Some(v);
+            }
+            match pager.take(items, total) {
+                Ok(paging::Step::Next) => {}
+                Ok(paging::Step::Done) => break,
+                Err(m) => {
+                    tracing::warn!(account = %acct.name, report = report.id, window = %w, page, "{m}");
+                    return Err(FetchError::Paging(m));
+                }
+            }
+        }
+        let rows = pager.rows;
+        let mut whole = first.unwrap_or_else(|| json!({}));
+        if let Some(o) = whole.as_object_mut() {
+            o.remove(list_key);
+            o.insert("list".into(), Value::Array(rows));
+        }
+        let decoded = transform::decode_value(report, &whole).map_err(FetchError::Decode)?;
+        Ok(Fetched { decoded, attempts })
+    }
+
+    /// One request (retried as the rules say) whose body `check` turns into a value.
+    #[allow(clippy::too_many_arguments)]
+    async fn call<T: Send>(
+        &self,
+        acct: &AccountClient,
+        report: &'static Report,
+        w: Window,
+        page: Option<u32>,
+        today: chrono::NaiveDate,
+        calls: &mut u32,
+        held: &mut Option<Reservation>,
+        check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>> + Send + Sync,
+    ) -> Result<(T, u32), FetchError> {
+        let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
+        let mut op = DataCall {
+            ex: self,
+            acct,
+            report,
+            w,
+            page,
+            today,
+            calls,
+            held,
+            check,
+            body,
+            token: None,
+        };
+        // A rejected token is renewed up to three times per request.
+        let s = self.retry.schedule(self.retry.attempts, 3, &self.jitter);
+        retry::retry(s, &mut op).await.map_err(|f| match f.spent {
+            true => FetchError::Exhausted {
+                attempts: f.attempts,
+                last: f.error.to_string(),
+            },
+            false => f.error,
+        })
+    }
+}
+
+/// One data request (a window, or a page of one) as a retried operation.
+struct DataCall<'a, C> {
+    ex: &'a Extractor,
+    acct: &'a AccountClient,
+    report: &'static Report,
+    w: Window,
+    page: Option<u32>,
+    today: chrono::NaiveDate,
+    calls: &'a mut u32,
+    held: &'a mut Option<Reservation>,
+    check: C,
+    body: Value,
+    /// The token the last attempt sent: the one a rejection is about.
+    pub(super) token: Option<Secret>,
+}
+
+impl<T, C> Attempt for DataCall<'_, C>
+where
+    T: Send,
+    C: Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>> + Send + Sync,
+{
+    type Ok = T;
+    type Err = FetchError;
+
+    async fn attempt(&mut self, _n: u32) -> Result<T, FetchError> {
+        let (ex, acct, report) = (self.ex, self.acct, self.report);
+        let token = ex.token(acct).await?;
+        self.token = Some(token.clone());
+        // The limits in order: the account's cap, its rate, the global rate, the budget.
+        let _slot = acct
+            .inflight
+            .acquire()
+            .await
+            .ok_or_else(|| FetchError::Transient("shutting down".into()))?;
+        acct.limiter.until_ready().await;
+        ex.global.until_ready().await;
+        // After the limiters, so windows waiting their turn hold none of it; once per
+        // window (its 61501 halves and pages share it), so no window waits for budget
+        // while holding some.
+        if self.held.is_none() {
+            *self.held = ex.budget.reserve(report).await;
+        }
+        ex.counters.data_calls.fetch_add(1, Ordering::Relaxed);
+        *self.calls += 1;
+        let req = match self.page {
+            None => ex
+                .http
+                .post(format!("{}{}", acct.base(), report.path))
+                .query(&[("access_token", token.expose())])
+                .json(&self.body),
+            Some(page) => ex
+                .http
+                .get(format!("{}{}", acct.base(), report.path))
+                .query(&[
+                    ("action", report.api),
+                    ("access_token", token.expose()),
+                    ("page", &page.to_string()),
+                    ("page_size", &PUBLISHER_PAGE_SIZE.to_string()),
+                    ("start_date", &dates::fmt(self.w.begin)),
+                    ("end_date", &dates::fmt(self.w.end)),
+                ]),
+        };
+        let bytes = ex.send(req, DATA_BODY_CAP).await?;
+        match (self.check)(&bytes) {
+            Ok(v) => Ok(v),
+            Err(Ok(api)) => Err(FetchError::from_api(api)),
+            // Invalid JSON is a truncated or garbled body: worth another try.
+            Err(Err(DecodeError::Json(m))) => {
+                Err(FetchError::Transient(format!("invalid JSON body ({m})")))
+            }
+            Err(Err(e)) => Err(FetchError::Decode(e)),
+        }
+    }
+
+    fn switch(&mut self, e: &FetchError) -> bool {
+        matches!(e, FetchError::Unreachable(_)) && self.acct.fail_over()
+    }
+
+    async fn refresh(&mut self, _e: &FetchError) -> Result<(), FetchError> {
+        let bad = self.token.clone().unwrap_or_else(|| Secret::new(""));
+        self.ex
+            .refresh_after_reject(self.acct, &bad, self.today)
+            .await
+    }
+
+    fn note(&mut self, e: &FetchError, attempt: u32, wait: Wait) {
+        self.ex.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let (account, report, window) = (&self.acct.name, self.report.id, &self.w);
+        match wait {
+            Wait::Backoff(wait) => {
+                tracing::debug!(%account, report, %window, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying")
+            }
+            Wait::Refresh => {
+                tracing::debug!(%account, report, %window, attempt, error = %e, "token rejected, refreshing")
+            }
+            Wait::Minute(wait) => {
+                tracing::info!(%account, report, %window, errcode = 45011, wait_ms = wait.as_millis() as u64, "minute limit, waiting for the next minute")
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+use super::*;
+use crate::catalog;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Int64Type};
+
+#[test]
+fn decodes_user_summary_with_labels_and_unknown_codes() {
+    let r = catalog::find("user_summary").unwrap();
+    let body =
+        br#"{"list":[{"ref_date":"2024-05-20","user_source":30,"new_user":58,"cancel_user":0},
+        {"ref_date":"2024-05-21","user_source":999,"new_user":"7","cancel_user":1}]}"#;
+    let d = decode(r, body).unwrap();
+    let b = &d.batch;
+    assert_eq!(b.num_rows(), 2);
+    assert_eq!(
+        from_date32(b.column(0).as_primitive::<Date32Type>().value(1)),
+        crate::dates::parse("2024-05-21").unwrap()
+    );
+    let labels = arrow::compute::cast(b.column(2), &DataType::Utf8).unwrap();
+    assert_eq!(labels.as_string::<i32>().value(0), "qr_code");
+    assert_eq!(labels.as_string::<i32>().value(1), "unknown");
+    assert_eq!(b.column(3).as_primitive::<Int64Type>().value(1), 7);
+}
+
+#[test]
+fn errcode_and_missing_fields() {
+    let r = catalog::find("user_summary").unwrap();
+    let e = decode(
+        r,
+        br#"{"errcode":61501,"errmsg":"date range error rid: 1"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.unwrap().errcode, 61501);
+    let e = decode(
+        r,
+        br#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":1}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.unwrap_err().to_string().contains("cancel_user"));
+    assert!(matches!(
+        decode(r, br#"{"list":[{"ref_date":"#),
+        Err(Err(DecodeError::Json(_)))
+    ));
+}
+
+#[test]
+fn flattens_article_total_detail_and_keeps_is_delay() {
+    let r = catalog::find("article_total_detail").unwrap();
+    let body = r#"{"list":[{"ref_date":"2025-11-01","msgid":"2247490098_1","publish_type":0,
+      "detail_list":[{"stat_date":"2025-11-01","read_user":4123,
+        "read_user_source":[{"user_count":4123,"scene_desc":"全部"},{"user_count":5,"scene_desc":"视频号"}],
+        "share_user":366,"zaikan_user":191,"like_user":386,"comment_count":33,"collection_user":233,
+        "praise_money":361,"read_subscribe_user":327,"read_delivery_rate":0.0271002,
+        "read_finish_rate":0.6304348,"read_avg_activetime":1.0588236,
+        "read_jump_position":[{"position":1,"rate":0.5304147}]},
+        {"stat_date":"2025-11-02","read_user":5000,"read_user_source":[],
+        "share_user":400,"zaikan_user":200,"like_user":400,"comment_count":40,"collection_user":240,
+        "praise_money":361,"read_subscribe_user":330,"read_delivery_rate":0.03,
+        "read_finish_rate":0.6,"read_avg_activetime":1,"read_jump_position":[]}]}],"is_delay":true}"#;
+    let d = decode(r, body.as_bytes()).unwrap();
+    assert!(d.is_delay);
+    let b = &d.batch;
+    assert_eq!(b.num_rows(), 2);
+    assert!(b.column_by_name("title").unwrap().is_null(0));
+    let src = b
+        .column_by_name("read_user_source")
+        .unwrap()
+        .as_list::<i32>();
+    let first = src.value(0);
+    let s = first.as_struct();
+    assert_eq!(s.column(2).as_string::<i32>().value(0), "all");
+    assert_eq!(s.column(2).as_string::<i32>().value(1), "unknown");
+    assert_eq!(src.value(1).len(), 0);
+    let delay = b.column_by_name("is_delay").unwrap().as_boolean();
+    assert!(delay.value(0) && delay.value(1));
+}
+
+#[test]
+fn hour_is_ref_hour_over_100() {
+    let r = catalog::find("interface_summary_hour").unwrap();
+    let body = br#"{"list":[{"ref_date":"2014-12-01","ref_hour":1300,"callback_count":331,"fail_count":18,"total_time_cost":167870,"max_time_cost":5042}]}"#;
+    let b = decode(r, body).unwrap().batch;
+    assert_eq!(
+        b.column_by_name("hour")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .value(0),
+        13
+    );
+}
+
+/// Columns equal value by value (dictionaries compared through their values).
+fn assert_same(a: &RecordBatch, b: &RecordBatch, what: &str) {
+    assert_eq!(a.schema(), b.schema(), "{what}: schema");
+    assert_eq!(a.num_rows(), b.num_rows(), "{what}: rows");
+    for (i, f) in a.schema().fields().iter().enumerate() {
+        assert_eq!(
+            a.column(i).to_data(),
+            b.column(i).to_data(),
+            "{what}: column {}",
+            f.name()
+        );
+    }
+}
+
+/// `decode` and the reference decoder agree: the same batch, or the same error.
+fn agree(r: &Report, body: &str) {
+    let got = decode(r, body.as_bytes());
+    let want = decode_reference(r, body.as_bytes());
+    match (got, want) {
+        (Ok(g), Ok(w)) => {
+            assert_same(&g.batch, &w.batch, body);
+            assert_eq!(g.is_delay, w.is_delay, "{body}");
+        }
+        (Err(Ok(g)), Err(Ok(w))) => assert_eq!(g, w, "{body}"),
+        (Err(Err(g)), Err(Err(w))) => assert_eq!(g.to_string(), w.to_string(), "{body}"),
+        (g, w) => panic!("{body}: decode gave {g:?}, the reference {w:?}"),
+    }
+}
+
+#[test]
+fn fast_path_takes_every_simulator_body_and_matches_the_reference() {
+    let cfg: crate::sim::SimConfig =
+        serde_json::from_str(r#"{"seed":3,"articles_per_day":6}"#).unwrap();
+    let mut delayed = 0;
+    for (today, app) in [
+        ("2026-01-20", "wxfast0000000001"),
+        ("2026-01-23", "wxfast0000000002"),
+    ] {
+        let today = crate::dates::parse(today).unwrap();
+        let yesterday = today.pred_opt().unwrap();
+        for r in catalog::REPORTS {
+            let mut rows = 0;
+            let span = chrono::Duration::days(i64::from(r.span) - 1);
+            let early = crate::dates::parse("2025-11-24").unwrap();
+            // An early window, and the one ending yesterday (where `is_delay` shows).
+            for (begin, end) in [(early, early + span), (yesterday - span, yesterday)] {
+                let body = crate::sim::respond(&cfg, today, r, app, begin, end).to_string();
+                let fast = fast::decode(r, body.as_bytes()).unwrap_or_else(|| {
+                    panic!("{}: the fast path gave up on a simulator body", r.id)
+                });
+                let slow = decode_reference(r, body.as_bytes()).unwrap();
+                assert_same(&fast.batch, &slow.batch, r.id);
+                assert_eq!(fast.is_delay, slow.is_delay, "{}", r.id);
+                delayed += usize::from(fast.is_delay);
+                rows += fast.batch.num_rows();
+            }
+            if r.cadence == catalog::Cadence::Daily {
+                assert!(rows > 0, "{}: no rows to compare", r.id);
+            }
+        }
+    }
+    assert!(delayed > 0, "no is_delay response was compared");
+}
+
+/// Items whose keys come in a different order each (reversed, as sent, shuffled), in
+/// every level, on bodies where some rows leave fields out: the key-order guess must
+/// only ever save time.
+#[test]
+fn key_order_changing_between_rows_decodes_as_the_reference() {
+    use serde_json::Value;
+    let cfg: crate::sim::SimConfig =
+        serde_json::from_str(r#"{"seed":5,"articles_per_day":4}"#).unwrap();
+    let today = crate::dates::parse("2026-01-20").unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    // Written out by hand: `serde_json::Map` keeps its keys sorted.
+    fn reorder(v: &Value, row: usize, rnd: &mut dyn FnMut(usize) -> usize) -> String {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                match row % 3 {
+                    0 => keys.reverse(),
+                    1 => {}
+                    _ => {
+                        for i in (1..keys.len()).rev() {
+                            keys.swap(i, rnd(i + 1));
+                        }
+                    }
+                }
+                let fields: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| format!("{}:{}", Value::from(k.as_str()), reorder(&m[k], row, rnd)))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| reorder(x, row / 4 + i, rnd))
+                    .collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+    let mut compared = 0;
+    for id in [
+        "user_read_hour",
+        "article_total_detail",
+        "article_read",
+        "user_summary",
+    ] {
+        let r = catalog::find(id).unwrap();
+        let span = chrono::Duration::days(i64::from(r.span) - 1);
+        let end = today.pred_opt().unwrap();
+        let v = crate::sim::respond(&cfg, today, r, "wxfast0000000003", end - span, end);
+        let body = reorder(&v, 0, &mut rnd);
+        let fast = fast::decode(r, body.as_bytes())
+            .unwrap_or_else(|| panic!("{id}: the fast path gave up on reordered keys"));
+        let slow = decode_reference(r, body.as_bytes()).unwrap();
+        assert_same(&fast.batch, &slow.batch, id);
+        assert!(fast.batch.num_rows() > 0, "{id}: no rows");
+        compared += 1;
+    }
+    assert_eq!(compared, 4);
+}
+
+#[test]
+fn odd_bodies_decode_as_the_reference_decodes_them() {
+    let us = catalog::find("user_summary").unwrap();
+    let atd = catalog::find("article_total_detail").unwrap();
+    let hour = catalog::find("upstream_msg_hour").unwrap();
+    let ar = catalog::find("article_read").unwrap();
+    // (report, body, whether the fast path keeps it)
+    let cases: &[(&Report, &str, bool)] = &[
+        // Numbers as strings and integral floats, extra fields, errcode 0.
+        (
+            us,
+            r#"{"errcode":0,"errmsg":"ok","list":[{"ref_date":"2024-05-20","user_source":"30","new_user":5.0,"cancel_user":"7","extra":[1,{"a":null}]}]}"#,
+            true,
+        ),
+        // Escaped strings and keys in unknown places.
+        (
+            ar,
+            r#"{"list":[{"ref_date":"2025-11-02","msgid":"a\"b\u00e9","detail":{"read_user":3,"read_user_source":[{"user_count":3,"scene_desc":"\u5168\u90e8"}]}}],"is_delay":1}"#,
+            true,
+        ),
+        (us, r#"{}"#, true),
+        (us, r#"{"list":null}"#, true),
+        (
+            hour,
+            r#"{"list":[{"ref_date":"2024-05-20","ref_hour":"1300","msg_type":9,"msg_user":1,"msg_count":2}]}"#,
+            true,
+        ),
+        // Flattened: item fields after the nested array, a null title, no content_url.
+        (
+            atd,
+            r#"{"list":[{"detail_list":[{"stat_date":"2025-11-01","read_user":1,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0,"read_finish_rate":"0.5","read_avg_activetime":1},{"stat_date":"2025-11-02","read_user":2,"read_user_source":null,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0.1,"read_finish_rate":0.5,"read_avg_activetime":1,"read_jump_position":[{"position":"2","rate":0.25}]}],"title":null,"ref_date":"2025-11-01","msgid":77,"publish_type":1},{"ref_date":"2025-11-01","msgid":"x","publish_type":0}],"is_delay":false}"#,
+            true,
+        ),
+        // The reference decoder decides these.
+        (
+            us,
+            r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":1,"new_user":2,"cancel_user":0}]}"#,
+            false,
+        ),
+        (
+            us,
+            r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#,
+            false,
+        ),
+        (
+            us,
+            r#"{"base_resp":{"ret":1,"err_msg":"no"},"list":[]}"#,
+            false,
+        ),
+        (us, r#"{"is_delay":true}"#, false),
+        (
+            us,
+            r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":"abc","cancel_user":0}]}"#,
+            false,
+        ),
+        (
+            us,
+            r#"{"list":[{"ref_date":"2024-05-20","user_source":1,"new_user":null,"cancel_user":0}]}"#,
+            false,
+        ),
+        (
+            us,
+            r#"{"list":[{"ref_date":"2024-5-20","user_source":1,"new_user":1,"cancel_user":0}]}"#,
+            false,
+        ),
+        (us, r#"{"list":[3]}"#, false),
+        (us, r#"{"list":[]} x"#, false),
+        (
+            hour,
+            r#"{"list":[{"ref_date":"2024-05-20","ref_hour":100,"msg_type":99999999999,"msg_user":1,"msg_count":2}]}"#,
+            false,
+        ),
+        (
+            ar,
+            r#"{"list":[{"ref_date":"2025-11-02","msgid":"m","detail":[1]}]}"#,
+            false,
+        ),
+        (
+            atd,
+            r#"{"list":[{"ref_date":"2025-11-01","msgid":"m","publish_type":0,"detail_list":{}}]}"#,
+            false,
+        ),
+    ];
+    for (r, body, fast_keeps) in cases {
+        assert_eq!(
+            fast::decode(r, body.as_bytes()).is_some(),
+            *fast_keeps,
+            "fast path on {body}"
+        );
+        agree(r, body);
+    }
+    // Keys are matched as bytes: one with escapes, or an unknown one that is not
+    // UTF-8, is still judged as the reference judges it.
+    let bad_key: &[u8] = b"{\"list\":[{\"ref_date\":\"2024-05-20\",\"user_source\":1,\"new_user\":1,\"cancel_user\":0,\"\xff\":1}]}";
+    let escaped = br#"{"list":[{"ref_\u0064ate":"2024-05-20","user_source":1,"new_user":1,"cancel_user":0}]}"#;
+    // Dates are read as bytes too.
+    let bad_date: &[u8] = b"{\"list\":[{\"ref_date\":\"2024-05-2\xff\",\"user_source\":1,\"new_user\":1,\"cancel_user\":0}]}";
+    let escaped_date = br#"{"list":[{"ref_date":"2024\u002d05-20","user_source":1,"new_user":1,"cancel_user":0}]}"#;
+    for body in [bad_key, escaped, bad_date, escaped_date] {
+        assert!(fast::decode(us, body).is_none(), "fast path on {body:?}");
+        let (got, want) = (decode(us, body), decode_reference(us, body));
+        match (&got, &want) {
+            (Ok(g), Ok(w)) => assert_same(&g.batch, &w.batch, "escaped key"),
+            (Err(Err(g)), Err(Err(w))) => assert_eq!(g.to_string(), w.to_string()),
+            _ => panic!("{body:?}: decode gave {got:?}, the reference {want:?}"),
+        }
+    }
+    for body in [escaped, escaped_date] {
+        assert_eq!(decode(us, body).map(|d| d.batch.num_rows()).ok(), Some(1));
+    }
+}
