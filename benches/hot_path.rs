@@ -150,7 +150,7 @@ fn hot_path(c: &mut Criterion) {
             );
             d += chrono::Duration::days(i64::from(r.span));
         }
-        let month = concat_batches(&transform::schema(r), &parts).expect("same schema");
+        let month = concat_batches(&catalog::schema(r), &parts).expect("same schema");
         let month = load::sort(r, &month).expect("sorts");
         let out = load::encode(&month, Compression::Zstd).expect("encodes");
         g.throughput(Throughput::ElementsAndBytes {

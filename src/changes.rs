@@ -113,8 +113,11 @@ pub struct Log {
     seq: AtomicU64,
     done: Mutex<Vec<Change>>,
     /// The open shared records of each (table, account), see [`Log::begin_part`].
-    open: Mutex<BTreeMap<(String, String), Vec<Arc<Shared>>>>,
+    open: Mutex<OpenRecords>,
 }
+
+/// Per (table, account): its open shared records.
+type OpenRecords = BTreeMap<(String, String), Vec<Arc<Shared>>>;
 
 /// A pending record shared by the commits of one task.
 struct Shared {
@@ -347,7 +350,7 @@ impl Log {
         account: &str,
         partitions: &[String],
     ) -> Result<Batch, StoreError> {
-        let now = Utc::now();
+        let now = crate::clock::utc();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             version: 1,
@@ -414,7 +417,7 @@ impl Log {
             return;
         };
         record.status = "committed".into();
-        record.committed_at = Some(Utc::now());
+        record.committed_at = Some(crate::clock::utc());
         record.partitions = committed
             .iter()
             .map(|(p, c)| Entry {
@@ -589,7 +592,7 @@ async fn keys_from(
 
 /// What changed since a run or a time, in log order.
 pub async fn list(store: &Store, since: &Since) -> Result<Listing, ChangesError> {
-    let now = Utc::now();
+    let now = crate::clock::utc();
     let keys = match since {
         Since::Time(t) => keys_from(store, *t, now)
             .await?

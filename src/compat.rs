@@ -199,7 +199,8 @@ fn conform_struct(s: &StructArray, fields: &Fields, name: &str) -> Result<ArrayR
 mod tests {
     use super::*;
     use crate::catalog;
-    use crate::transform::{decode, schema};
+    use crate::catalog::schema;
+    use crate::transform::decode;
     use arrow::datatypes::{Field, Schema};
     use std::collections::HashMap;
 

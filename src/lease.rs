@@ -157,7 +157,7 @@ async fn try_take(
     let path = rel(account);
     // A conflict means another taker moved first: look again (bounded).
     for _ in 0..8 {
-        let now = Utc::now();
+        let now = crate::clock::utc();
         let (tag, acquired_at) = match store.read(&path).await? {
             None => (Tag::default(), now),
             Some((bytes, tag)) => match serde_json::from_slice::<LeaseDoc>(&bytes) {
@@ -241,7 +241,7 @@ impl Leases {
             // wait for each other. Let go, and try them all again a little later (jittered,
             // so two such runs do not keep splitting the accounts).
             release_docs(&store, std::mem::take(&mut held).into_values().collect()).await;
-            let utc = Utc::now();
+            let utc = crate::clock::utc();
             let first_expiry = busy
                 .values()
                 .map(|d| (d.expires_at - utc).to_std().unwrap_or_default())
@@ -321,7 +321,7 @@ impl Drop for Leases {
 async fn release_docs(store: &Store, docs: Vec<Held>) {
     stream::iter(docs)
         .for_each_concurrent(IN_FLIGHT, |h| async move {
-            let now = Utc::now();
+            let now = crate::clock::utc();
             let doc = LeaseDoc {
                 renewed_at: now,
                 expires_at: now,
@@ -349,7 +349,7 @@ async fn keep(
     loop {
         tokio::time::sleep(every).await;
         let mut map = held.lock().await;
-        let now = Utc::now();
+        let now = crate::clock::utc();
         let todo: Vec<(String, LeaseDoc, Tag)> = map
             .iter()
             .map(|(a, h)| {

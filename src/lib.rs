@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod changes;
 pub mod cli;
+pub mod clock;
 pub mod compat;
 pub mod config;
 pub mod dates;

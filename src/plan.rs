@@ -13,10 +13,10 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde::Serialize;
 
 use crate::catalog::{Cadence, Report};
-use crate::dates::{self, Clock};
+use crate::clock::Clock;
+use crate::dates;
 use crate::pipeline::Pipeline;
-// Callers still importing it from here move to `crate::window` (extract, run, load).
-pub use crate::window::Window;
+use crate::window::Window;
 
 /// How many of the latest ready days WeChat may still publish late (reference §4.2: data
 /// still missing at 09:00 some mornings). A date whose answer held no rows is not final

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::changes;
 use crate::error::ExitCode;
 use crate::extract::Counters;
-use crate::plan::{Plan, Window};
+use crate::plan::Plan;
+use crate::window::Window;
 
 /// Hooks into a run's progress. Called from the loader, one event at a time, so an
 /// implementation needs no ordering of its own. Live call/retry counts are in `counters`.

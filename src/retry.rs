@@ -210,7 +210,7 @@ pub async fn retry<A: Attempt>(
             }
             Class::WaitMinute => {
                 let minute = s.policy.map_or(Duration::from_secs(60), |p| p.minute_wait);
-                let wait = until_next_minute(minute);
+                let wait = crate::clock::until_next_minute(minute);
                 op.note(&e, n, Wait::Minute(wait));
                 tokio::time::sleep(wait).await;
             }
@@ -266,16 +266,6 @@ where
         .await
         .map(|(v, _)| v)
         .map_err(|f| f.error)
-}
-
-/// Time to the next minute boundary (scaled down when `minute` is shorter, for tests).
-fn until_next_minute(minute: Duration) -> Duration {
-    let ms = minute.as_millis().max(1) as u64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Duration::from_millis(ms - now % ms + 50)
 }
 
 #[cfg(test)]

@@ -8,30 +8,31 @@
 //! them, and applies the account's stops (quota, retirement, a withheld permission, a failed
 //! token source, a lost lease) to the windows after them.
 
+use crate::clock::Instant;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::Date32Type;
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::catalog::from_date32;
 use crate::catalog::{self, Replace, Report};
 use crate::changes;
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::error::ExitCode;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
 use crate::lease::{self, Leases};
 use crate::load::{self, FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
 use crate::pipeline::{Api, Pipeline};
-use crate::plan::{self, Plan, Window};
+use crate::plan::{self, Plan};
 use crate::state::{self, ReportState};
 use crate::store::{Store, StoreError};
-use crate::transform::from_date32;
+use crate::window::Window;
 
 pub use crate::report::{Observer, RunReport, TaskReport};
 
@@ -263,7 +264,7 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
     let started = Instant::now();
     let run_id = format!(
         "{}-{:08x}",
-        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        crate::clock::utc().format("%Y%m%dT%H%M%SZ"),
         std::process::id()
     );
     refuse_future_today(p, &clock)?;
@@ -312,7 +313,7 @@ async fn run_leased(
     crate::layout::check(&store, &writing, p.output.partition, true).await?;
 
     let (sim, hosts) = api_hosts(p, &clock).await?;
-    let ex = extractor(p, opts, started)?;
+    let ex = extractor(p, opts)?;
     if let Some(o) = &opts.observer {
         o.started(&plan, Arc::clone(&ex.counters));
     }
@@ -373,9 +374,9 @@ async fn api_hosts(
     })
 }
 
-fn extractor(p: &Pipeline, opts: &Options, started: Instant) -> Result<Arc<Extractor>, RunError> {
+fn extractor(p: &Pipeline, opts: &Options) -> Result<Arc<Extractor>, RunError> {
     let retry = opts.retry.unwrap_or_default();
-    let seed = started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    let seed = crate::clock::seed();
     // A per-process limit: N shards share it out (README "Running many accounts").
     let global_rps = match opts.shard {
         Some(s) => (p.limits.global_requests_per_second / s.n).max(1),
@@ -815,7 +816,7 @@ async fn fetch_adaptive(
             Err(e) => return Err(e),
         }
     }
-    let schema = crate::transform::schema(r);
+    let schema = crate::catalog::schema(r);
     let batch =
         concat_batches(&schema, &parts).map_err(|e| FetchError::Transient(e.to_string()))?;
     Ok((batch, delay))

@@ -7,7 +7,7 @@ use chrono::{Duration, NaiveDate};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::pipeline::Pipeline;
 use crate::plan::row_dates;
 use crate::run::{self, Options, RunError};

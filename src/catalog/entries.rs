@@ -1,7 +1,7 @@
 //! The catalogue entries: every report's columns, span, cadence and key.
 
 use super::labels::*;
-use super::{Cadence, Col, Kind, Report, Shape, Src, Status};
+use super::{Cadence, Col, Dataset, Kind, Report, Shape, Src, Status};
 
 macro_rules! col {
     ($name:literal, $kind:expr, $src:expr, $doc:literal) => {
@@ -270,7 +270,7 @@ const NEW: (i32, u32, u32) = (2025, 11, 1);
 
 pub static REPORTS: &[Report] = &[
     Report {
-        id: "user_summary", api: "getusersummary", path: "/datacube/getusersummary", span: 7, first_day: D,
+        id: "user_summary", dataset: Dataset::UserSummary, api: "getusersummary", path: "/datacube/getusersummary", span: 7, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x follow channel", doc: "followers gained and lost per day and follow channel",
         columns: cols![
@@ -283,7 +283,7 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date", "user_source"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "user_cumulate", api: "getusercumulate", path: "/datacube/getusercumulate", span: 7, first_day: D,
+        id: "user_cumulate", dataset: Dataset::UserCumulate, api: "getusercumulate", path: "/datacube/getusercumulate", span: 7, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day", doc: "total followers at the end of each day",
         columns: cols![
@@ -294,7 +294,7 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "article_read", api: "getarticleread", path: "/datacube/getarticleread", span: 1, first_day: NEW,
+        id: "article_read", dataset: Dataset::ArticleRead, api: "getarticleread", path: "/datacube/getarticleread", span: 1, first_day: NEW,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x article", doc: "readers per published article per day, by scene",
         columns: cols![
@@ -305,7 +305,7 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date", "msgid"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "article_share", api: "getarticleshare", path: "/datacube/getarticleshare", span: 1, first_day: NEW,
+        id: "article_share", dataset: Dataset::ArticleShare, api: "getarticleshare", path: "/datacube/getarticleshare", span: 1, first_day: NEW,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x article", doc: "sharers per published article per day",
         columns: cols![
@@ -316,7 +316,7 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date", "msgid"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "biz_summary", api: "getbizsummary", path: "/datacube/getbizsummary", span: 30, first_day: NEW,
+        id: "biz_summary", dataset: Dataset::BizSummary, api: "getbizsummary", path: "/datacube/getbizsummary", span: 30, first_day: NEW,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day", doc: "account-level daily content overview",
         columns: cols![
@@ -335,7 +335,7 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "article_total_detail", api: "getarticletotaldetail", path: "/datacube/getarticletotaldetail", span: 1, first_day: NEW,
+        id: "article_total_detail", dataset: Dataset::ArticleTotalDetail, api: "getarticletotaldetail", path: "/datacube/getarticletotaldetail", span: 1, first_day: NEW,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::Flatten("detail_list"),
         grain: "publish day x article x stat day", doc: "running totals per published article for 30 days after publishing",
         columns: cols![
@@ -364,63 +364,63 @@ pub static REPORTS: &[Report] = &[
         key: &["ref_date", "msgid", "stat_date"], revise_days: 30, replacement: None,
     },
     Report {
-        id: "upstream_msg", api: "getupstreammsg", path: "/datacube/getupstreammsg", span: 7, first_day: D,
+        id: "upstream_msg", dataset: Dataset::UpstreamMsg, api: "getupstreammsg", path: "/datacube/getupstreammsg", span: 7, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x message type", doc: "messages users sent to the account per day",
         columns: cols![REF_DATE, MSG_TYPE_COL, MSG_TYPE_LABEL, MSG_USER, MSG_COUNT],
         key: &["ref_date", "msg_type"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_hour", api: "getupstreammsghour", path: "/datacube/getupstreammsghour", span: 1, first_day: D,
+        id: "upstream_msg_hour", dataset: Dataset::UpstreamMsgHour, api: "getupstreammsghour", path: "/datacube/getupstreammsghour", span: 1, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: true, shape: Shape::List,
         grain: "hour x message type", doc: "messages users sent to the account per hour",
         columns: cols![REF_DATE, REF_HOUR, HOUR, MSG_TYPE_COL, MSG_TYPE_LABEL, MSG_USER, MSG_COUNT],
         key: &["ref_date", "ref_hour", "msg_type"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_week", api: "getupstreammsgweek", path: "/datacube/getupstreammsgweek", span: 30, first_day: D,
+        id: "upstream_msg_week", dataset: Dataset::UpstreamMsgWeek, api: "getupstreammsgweek", path: "/datacube/getupstreammsgweek", span: 30, first_day: D,
         status: Status::Active, cadence: Cadence::Weekly, hourly: false, shape: Shape::List,
         grain: "week x message type", doc: "messages users sent to the account per ended week",
         columns: cols![REF_DATE_WEEK, MSG_TYPE_COL, MSG_TYPE_LABEL, MSG_USER, MSG_COUNT],
         key: &["ref_date", "msg_type"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_month", api: "getupstreammsgmonth", path: "/datacube/getupstreammsgmonth", span: 30, first_day: D,
+        id: "upstream_msg_month", dataset: Dataset::UpstreamMsgMonth, api: "getupstreammsgmonth", path: "/datacube/getupstreammsgmonth", span: 30, first_day: D,
         status: Status::Active, cadence: Cadence::Monthly, hourly: false, shape: Shape::List,
         grain: "month x message type", doc: "messages users sent to the account per ended month",
         columns: cols![REF_DATE_MONTH, MSG_TYPE_COL, MSG_TYPE_LABEL, MSG_USER, MSG_COUNT],
         key: &["ref_date", "msg_type"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_dist", api: "getupstreammsgdist", path: "/datacube/getupstreammsgdist", span: 15, first_day: D,
+        id: "upstream_msg_dist", dataset: Dataset::UpstreamMsgDist, api: "getupstreammsgdist", path: "/datacube/getupstreammsgdist", span: 15, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x count bucket", doc: "distribution of users by messages sent per day",
         columns: cols![REF_DATE, COUNT_INTERVAL_COL, COUNT_INTERVAL_LABEL, DIST_USER],
         key: &["ref_date", "count_interval"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_dist_week", api: "getupstreammsgdistweek", path: "/datacube/getupstreammsgdistweek", span: 30, first_day: D,
+        id: "upstream_msg_dist_week", dataset: Dataset::UpstreamMsgDistWeek, api: "getupstreammsgdistweek", path: "/datacube/getupstreammsgdistweek", span: 30, first_day: D,
         status: Status::Active, cadence: Cadence::Weekly, hourly: false, shape: Shape::List,
         grain: "week x count bucket", doc: "distribution of users by messages sent per ended week",
         columns: cols![REF_DATE_WEEK, COUNT_INTERVAL_COL, COUNT_INTERVAL_LABEL, DIST_USER],
         key: &["ref_date", "count_interval"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "upstream_msg_dist_month", api: "getupstreammsgdistmonth", path: "/datacube/getupstreammsgdistmonth", span: 30, first_day: D,
+        id: "upstream_msg_dist_month", dataset: Dataset::UpstreamMsgDistMonth, api: "getupstreammsgdistmonth", path: "/datacube/getupstreammsgdistmonth", span: 30, first_day: D,
         status: Status::Active, cadence: Cadence::Monthly, hourly: false, shape: Shape::List,
         grain: "month x count bucket", doc: "distribution of users by messages sent per ended month",
         columns: cols![REF_DATE_MONTH, COUNT_INTERVAL_COL, COUNT_INTERVAL_LABEL, DIST_USER],
         key: &["ref_date", "count_interval"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "interface_summary", api: "getinterfacesummary", path: "/datacube/getinterfacesummary", span: 30, first_day: D,
+        id: "interface_summary", dataset: Dataset::InterfaceSummary, api: "getinterfacesummary", path: "/datacube/getinterfacesummary", span: 30, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day", doc: "passive-reply health of the developer server per day",
         columns: cols![REF_DATE, CALLBACK_COUNT, FAIL_COUNT, TOTAL_TIME_COST, MAX_TIME_COST],
         key: &["ref_date"], revise_days: 0, replacement: None,
     },
     Report {
-        id: "interface_summary_hour", api: "getinterfacesummaryhour", path: "/datacube/getinterfacesummaryhour", span: 1, first_day: D,
+        id: "interface_summary_hour", dataset: Dataset::InterfaceSummaryHour, api: "getinterfacesummaryhour", path: "/datacube/getinterfacesummaryhour", span: 1, first_day: D,
         status: Status::Active, cadence: Cadence::Daily, hourly: true, shape: Shape::List,
         grain: "hour", doc: "passive-reply health of the developer server per hour",
         columns: cols![REF_DATE, REF_HOUR, HOUR, CALLBACK_COUNT, FAIL_COUNT, TOTAL_TIME_COST, MAX_TIME_COST],
@@ -428,7 +428,7 @@ pub static REPORTS: &[Report] = &[
     },
     // Legacy: retired by WeChat (47009 "this api is offline"); kept for older accounts and backfills.
     Report {
-        id: "article_summary", api: "getarticlesummary", path: "/datacube/getarticlesummary", span: 1, first_day: D,
+        id: "article_summary", dataset: Dataset::ArticleSummary, api: "getarticlesummary", path: "/datacube/getarticlesummary", span: 1, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x article", doc: "daily reading of mass-sent articles (rows below WeChat's activity threshold are absent)",
         columns: cols![
@@ -441,7 +441,7 @@ pub static REPORTS: &[Report] = &[
         replacement: Some("article_read and article_share"),
     },
     Report {
-        id: "article_total", api: "getarticletotal", path: "/datacube/getarticletotal", span: 1, first_day: D,
+        id: "article_total", dataset: Dataset::ArticleTotal, api: "getarticletotal", path: "/datacube/getarticletotal", span: 1, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: false, shape: Shape::Flatten("details"),
         grain: "send day x article x stat day", doc: "running totals per mass-sent article for 7 days after sending",
         columns: cols![
@@ -485,7 +485,7 @@ pub static REPORTS: &[Report] = &[
         replacement: Some("article_total_detail"),
     },
     Report {
-        id: "user_read", api: "getuserread", path: "/datacube/getuserread", span: 3, first_day: D,
+        id: "user_read", dataset: Dataset::UserRead, api: "getuserread", path: "/datacube/getuserread", span: 3, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x reading channel", doc: "account-level reading per day and reading channel",
         columns: cols![
@@ -497,7 +497,7 @@ pub static REPORTS: &[Report] = &[
         replacement: Some("biz_summary"),
     },
     Report {
-        id: "user_read_hour", api: "getuserreadhour", path: "/datacube/getuserreadhour", span: 1, first_day: D,
+        id: "user_read_hour", dataset: Dataset::UserReadHour, api: "getuserreadhour", path: "/datacube/getuserreadhour", span: 1, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: true, shape: Shape::List,
         grain: "hour x reading channel", doc: "account-level reading per hour and reading channel",
         columns: cols![
@@ -509,7 +509,7 @@ pub static REPORTS: &[Report] = &[
         replacement: Some("article_read and biz_summary"),
     },
     Report {
-        id: "user_share", api: "getusershare", path: "/datacube/getusershare", span: 7, first_day: D,
+        id: "user_share", dataset: Dataset::UserShare, api: "getusershare", path: "/datacube/getusershare", span: 7, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: false, shape: Shape::List,
         grain: "day x share scene", doc: "sharing per day and share scene",
         columns: cols![REF_DATE, SHARE_SCENE_COL, SHARE_SCENE_LABEL, SHARE_COUNT, SHARE_USER],
@@ -517,7 +517,7 @@ pub static REPORTS: &[Report] = &[
         replacement: Some("article_share and biz_summary"),
     },
     Report {
-        id: "user_share_hour", api: "getusersharehour", path: "/datacube/getusersharehour", span: 1, first_day: D,
+        id: "user_share_hour", dataset: Dataset::UserShareHour, api: "getusersharehour", path: "/datacube/getusersharehour", span: 1, first_day: D,
         status: Status::Legacy, cadence: Cadence::Daily, hourly: true, shape: Shape::List,
         grain: "hour x share scene", doc: "sharing per hour and share scene",
         columns: cols![REF_DATE, REF_HOUR, HOUR, SHARE_SCENE_COL, SHARE_SCENE_LABEL, SHARE_COUNT, SHARE_USER],
@@ -535,6 +535,7 @@ const P: (i32, u32, u32) = (2016, 1, 1);
 pub static PUBLISHER: &[Report] = &[
     Report {
         id: "ad_position",
+        dataset: Dataset::AdPosition,
         api: "publisher_adpos_general",
         path: "/publisher/stat",
         span: 90,
@@ -600,6 +601,7 @@ pub static PUBLISHER: &[Report] = &[
     },
     Report {
         id: "ad_cps",
+        dataset: Dataset::AdCps,
         api: "publisher_cps_general",
         path: "/publisher/stat",
         span: 60,
@@ -636,6 +638,7 @@ pub static PUBLISHER: &[Report] = &[
     },
     Report {
         id: "ad_settlement",
+        dataset: Dataset::AdSettlement,
         api: "publisher_settlement",
         path: "/publisher/stat",
         span: 90,

@@ -112,9 +112,40 @@ impl Status {
     }
 }
 
+/// Which report an entry is, for code that must treat reports apart (the simulator's row
+/// generators): a match on it is exhaustive, where a match on names needs a silent `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    UserSummary,
+    UserCumulate,
+    ArticleRead,
+    ArticleShare,
+    BizSummary,
+    ArticleTotalDetail,
+    UpstreamMsg,
+    UpstreamMsgHour,
+    UpstreamMsgWeek,
+    UpstreamMsgMonth,
+    UpstreamMsgDist,
+    UpstreamMsgDistWeek,
+    UpstreamMsgDistMonth,
+    InterfaceSummary,
+    InterfaceSummaryHour,
+    ArticleSummary,
+    ArticleTotal,
+    UserRead,
+    UserReadHour,
+    UserShare,
+    UserShareHour,
+    AdPosition,
+    AdCps,
+    AdSettlement,
+}
+
 #[derive(Debug)]
 pub struct Report {
     pub id: &'static str,
+    pub dataset: Dataset,
     /// WeChat's name, e.g. `getusersummary` (accepted as an alias of `id`).
     pub api: &'static str,
     pub path: &'static str,
@@ -200,8 +231,8 @@ impl Report {
 
     /// How a window of this report is requested.
     pub fn protocol(&self) -> Protocol {
-        match (self.status, self.api) {
-            (Status::Publisher, "publisher_settlement") => Protocol::Publisher {
+        match (self.status, self.dataset) {
+            (Status::Publisher, Dataset::AdSettlement) => Protocol::Publisher {
                 list: "settlement_list",
             },
             (Status::Publisher, _) => Protocol::Publisher { list: "list" },
@@ -251,7 +282,7 @@ pub enum Replace {
 
 impl Report {
     pub fn replace(&self) -> Replace {
-        if self.api == "publisher_settlement" {
+        if self.dataset == Dataset::AdSettlement {
             Replace::ByKey
         } else {
             Replace::ByDate

@@ -69,6 +69,19 @@ fn unknown_codes_get_unknown_label() {
     assert_eq!(SCENE_DESC.str("新场景"), "unknown");
 }
 
+/// `Dataset` names each entry once: code matching on it reaches exactly one report.
+#[test]
+fn every_report_has_its_own_dataset() {
+    let mut seen: Vec<Dataset> = all().map(|r| r.dataset).collect();
+    let n = seen.len();
+    seen.sort_by_key(|d| format!("{d:?}"));
+    seen.dedup();
+    assert_eq!(seen.len(), n);
+    assert_eq!(n, 24);
+    assert!(replaced_by_key(find("ad_settlement").unwrap()));
+    assert!(!all().any(|r| r.id != "ad_settlement" && replaced_by_key(r)));
+}
+
 #[test]
 fn the_protocol_follows_the_catalogue() {
     let p = |id: &str| find(id).expect("report").protocol();

@@ -63,11 +63,7 @@ pub(super) async fn status(
         .await
         .map_err(Failure::from)?;
     if common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&st).unwrap_or_default()
-        );
+        render::print_json(out, &st);
     } else {
         render::print_status(out, &st);
     }
@@ -89,11 +85,7 @@ pub(super) async fn changes(
             other => Failure::runtime(other.to_string()),
         })?;
     if common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&l).unwrap_or_default()
-        );
+        render::print_json(out, &l);
     } else {
         render::print_changes(out, &l);
     }
@@ -123,16 +115,8 @@ pub(super) async fn plan(
         .await
         .map_err(Failure::from)?;
     if common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&render::plan_json(
-                &p,
-                &plan,
-                shards.or(common.shard.map(|s| s.n))
-            ))
-            .unwrap_or_default()
-        );
+        let shards = shards.or(common.shard.map(|s| s.n));
+        render::print_json(out, &render::plan_json(&p, &plan, shards));
     } else {
         render::print_plan(out, &p, &plan);
     }
@@ -183,11 +167,7 @@ pub(super) async fn run(
         Failure::from(e)
     })?;
     if common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        render::print_json(out, &report);
     } else if !common.quiet {
         let store = crate::store::Store::open(&p.output.uri).ok();
         let saved = store.map(|s| s.describe(&format!("_wxcube/runs/{}.json", report.run_id)));

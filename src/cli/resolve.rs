@@ -2,7 +2,7 @@
 
 use super::args::Common;
 use crate::catalog::{self, Report};
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::error::{ExitCode, Failure};
 use crate::pipeline::Pipeline;
 use crate::run::Options;

@@ -3,10 +3,11 @@
 //! a rejection, and the account failed for the run when its source fails.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::clock::Instant;
 use crate::pipeline::Auth;
 use crate::retry::{self, Attempt, Class, Failure, Jitter, Retryable, Schedule, Wait};
 use crate::secret::Secret;

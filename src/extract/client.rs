@@ -12,10 +12,10 @@ use tokio::sync::Mutex;
 use crate::catalog::{Protocol, Report};
 use crate::dates;
 use crate::pipeline::{Account, Auth};
-use crate::plan::Window;
 use crate::retry::{self, Attempt, Jitter, RetryPolicy, Wait};
 use crate::secret::{redact, Secret};
 use crate::transform::{self, ApiError, DecodeError, Decoded};
+use crate::window::Window;
 
 use super::auth::{Broken, CachedToken, ForcedLog};
 use super::errors::{transport, FetchError};

@@ -9,10 +9,10 @@ use super::{AccountClient, Extractor, Jitter, RetryPolicy};
 use crate::catalog::Report;
 use crate::dates;
 use crate::pipeline::{Account, Auth};
-use crate::plan::Window;
 use crate::retry::{Class, Retryable};
 use crate::secret::Secret;
 use crate::transform::ApiError;
+use crate::window::Window;
 
 #[test]
 fn classification() {

@@ -10,12 +10,12 @@ use super::file::{decode_file, merge_encode, Fresh};
 use super::keyed::{dedupe_by_key, key_rows};
 use super::partition::{file_rel, partition_dates, ref_dates, sort};
 use super::LoadError;
+use crate::catalog::{from_date32, schema};
 use crate::catalog::{Replace, Report};
 use crate::extract::RetryPolicy;
 use crate::pipeline::Compression;
-use crate::plan::Window;
-use crate::store::{update_cas, Cas, Store, StoreError};
-use crate::transform::{from_date32, schema};
+use crate::store::{update_cas, Cas, Store, StoreError, Tag};
+use crate::window::Window;
 
 #[derive(Debug, Default, Clone)]
 pub struct Committed {
@@ -68,61 +68,56 @@ pub async fn commit_fresh(
     };
     let (target, fresh_keyed, fresh_keys, rel_ref) = (&target, &fresh_keyed, &fresh_keys, &rel);
     // A conflict means another run committed between our read and write: merge again.
-    let ((rows, n), tag) = update_cas(store, &rel, move |existing| async move {
-        // A new partition written as it streamed in is already the file.
-        if let (None, false, [Fresh::File { bytes, rows, .. }]) = (&existing, by_key, fresh) {
-            return Ok(Cas::Write(bytes.clone(), (*rows, bytes.len())));
-        }
-        let mut parts: Vec<RecordBatch> = Vec::new();
-        if let Some((bytes, tag)) = existing {
-            let old = match existing_rows(report, target, bytes.clone()) {
-                Ok(old) => old,
-                Err(reason) => {
-                    return match quarantine(store, report, account, part, &bytes, &tag, reason)
-                        .await
-                    {
-                        Err(LoadError::Store(StoreError::Conflict { .. })) => Ok(Cas::Again),
-                        Ok(e) | Err(e) => Err(e),
-                    };
-                }
-            };
-            for b in old {
-                let dates = ref_dates(&b);
-                let old_keys = if by_key {
-                    Some(key_rows(report, &b)?)
-                } else {
-                    None
+    let ((rows, n), tag) =
+        update_cas::<_, LoadError, _, _>(store, &rel, move |existing| async move {
+            // A new partition written as it streamed in is already the file.
+            if let (None, false, [Fresh::File { bytes, rows, .. }]) = (&existing, by_key, fresh) {
+                return Ok(Cas::Write(bytes.clone(), (*rows, bytes.len())));
+            }
+            let mut parts: Vec<RecordBatch> = Vec::new();
+            if let Some((bytes, tag)) = existing {
+                let Some(old) =
+                    stored_rows(store, report, (account, part), target, bytes, &tag).await?
+                else {
+                    return Ok(Cas::Again);
                 };
-                let keep: BooleanArray = (0..b.num_rows())
-                    .map(|i| {
-                        let d = from_date32(dates.value(i));
-                        let replaced = match &old_keys {
-                            Some(k) => fresh_keys.contains(k.row(i).as_ref()),
-                            None => false,
-                        };
-                        Some(!replaced && !windows.iter().any(|w| w.contains(d)))
-                    })
-                    .collect();
-                let kept = filter_record_batch(&b, &keep)?;
-                if kept.num_rows() > 0 {
-                    parts.push(kept);
+                for b in old {
+                    let dates = ref_dates(&b);
+                    let old_keys = if by_key {
+                        Some(key_rows(report, &b)?)
+                    } else {
+                        None
+                    };
+                    let keep: BooleanArray = (0..b.num_rows())
+                        .map(|i| {
+                            let d = from_date32(dates.value(i));
+                            let replaced = match &old_keys {
+                                Some(k) => fresh_keys.contains(k.row(i).as_ref()),
+                                None => false,
+                            };
+                            Some(!replaced && !windows.iter().any(|w| w.contains(d)))
+                        })
+                        .collect();
+                    let kept = filter_record_batch(&b, &keep)?;
+                    if kept.num_rows() > 0 {
+                        parts.push(kept);
+                    }
                 }
             }
-        }
-        if by_key {
-            // Keyed rows can interleave with kept ones at any date: the plain merge.
-            parts.extend(fresh_keyed.iter().cloned());
-            let merged = concat_batches(target, &parts)?;
-            let sorted = sort(report, &merged)?;
-            parts = vec![sorted];
-        }
-        let fresh_for_merge: &[Fresh] = if by_key { &[] } else { fresh };
-        let (bytes, rows) = merge_encode(report, target, parts, fresh_for_merge, compression)
-            .map_err(|e| e.at(store.describe(rel_ref)))?;
-        let n = bytes.len();
-        Ok(Cas::Write(bytes, (rows, n)))
-    })
-    .await?;
+            if by_key {
+                // Keyed rows can interleave with kept ones at any date: the plain merge.
+                parts.extend(fresh_keyed.iter().cloned());
+                let merged = concat_batches(target, &parts)?;
+                let sorted = sort(report, &merged)?;
+                parts = vec![sorted];
+            }
+            let fresh_for_merge: &[Fresh] = if by_key { &[] } else { fresh };
+            let (bytes, rows) = merge_encode(report, target, parts, fresh_for_merge, compression)
+                .map_err(|e| e.at(store.describe(rel_ref)))?;
+            let n = bytes.len();
+            Ok(Cas::Write(bytes, (rows, n)))
+        })
+        .await?;
     Ok(Committed {
         rows,
         bytes: n,
@@ -131,7 +126,7 @@ pub async fn commit_fresh(
 }
 
 /// The rows of an existing file in the table's schema, or why the file cannot merge.
-pub(crate) fn existing_rows(
+fn existing_rows(
     report: &Report,
     target: &arrow::datatypes::SchemaRef,
     bytes: Bytes,
@@ -142,15 +137,34 @@ pub(crate) fn existing_rows(
         .collect()
 }
 
+/// The rows of a partition's file as read; a file that cannot merge is quarantined and its
+/// error returned. `None`: the file changed since it was read, read it again.
+pub(crate) async fn stored_rows(
+    store: &Store,
+    report: &'static Report,
+    (account, part): (&str, &str),
+    target: &arrow::datatypes::SchemaRef,
+    bytes: Bytes,
+    tag: &Tag,
+) -> Result<Option<Vec<RecordBatch>>, LoadError> {
+    match existing_rows(report, target, bytes.clone()) {
+        Ok(old) => Ok(Some(old)),
+        Err(reason) => match quarantine(store, report, account, part, &bytes, tag, reason).await {
+            Err(LoadError::Store(StoreError::Conflict { .. })) => Ok(None),
+            Ok(e) | Err(e) => Err(e),
+        },
+    }
+}
+
 /// Moves a file that cannot merge out of the table (see the module doc) and returns the
 /// error that says so. `Err(Conflict)`: the file changed since it was read; read it again.
-pub(crate) async fn quarantine(
+async fn quarantine(
     store: &Store,
     report: &'static Report,
     account: &str,
     part: &str,
     bytes: &Bytes,
-    tag: &crate::store::Tag,
+    tag: &Tag,
     reason: String,
 ) -> Result<LoadError, LoadError> {
     let rel = file_rel(report.id, account, part);
@@ -168,7 +182,7 @@ pub(crate) async fn quarantine(
     }
     let stamp = format!(
         "{}-{:08x}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        crate::clock::utc().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
     let dest = format!("_wxcube/quarantine/{stamp}/{rel}");

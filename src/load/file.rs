@@ -13,10 +13,10 @@ use parquet::file::properties::WriterProperties;
 
 use super::partition::{ref_dates, sort};
 use super::LoadError;
+use crate::catalog::schema;
 use crate::catalog::Report;
 use crate::pipeline::Compression;
 use crate::store::Store;
-use crate::transform::schema;
 
 /// How wxcube writes Parquet: dictionaries for text columns only (labels, titles and ids
 /// repeat; numbers rarely do, and their dictionaries cost CPU and stay in memory until the

@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
-use super::commit::{commit_with_retry, existing_rows, quarantine, Committed};
+use super::commit::{commit_with_retry, stored_rows, Committed};
 use super::file::{merge_encode, Fresh};
 use super::partition::{file_rel, split};
 use super::LoadError;
+use crate::catalog::schema;
 use crate::catalog::Report;
 use crate::changes;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
-use crate::store::{update_cas, Cas, Store, StoreError};
-use crate::transform::schema;
+use crate::store::{update_cas, Cas, Store};
 
 /// The natural key of every row, in arrow's row format (comparable bytes).
 pub(crate) fn key_rows(report: &Report, b: &RecordBatch) -> Result<arrow::row::Rows, LoadError> {
@@ -35,10 +35,7 @@ pub(crate) fn key_rows(report: &Report, b: &RecordBatch) -> Result<arrow::row::R
 }
 
 /// The natural keys of a set of batches (arrow row format bytes).
-pub fn keys_of(
-    report: &Report,
-    batches: &[RecordBatch],
-) -> Result<std::collections::HashSet<Vec<u8>>, LoadError> {
+pub fn keys_of(report: &Report, batches: &[RecordBatch]) -> Result<HashSet<Vec<u8>>, LoadError> {
     let mut out = std::collections::HashSet::new();
     for b in batches {
         let rows = key_rows(report, b)?;
@@ -56,7 +53,7 @@ pub async fn drop_keys(
     report: &'static Report,
     account: &str,
     part: &str,
-    keys: &std::collections::HashSet<Vec<u8>>,
+    keys: &HashSet<Vec<u8>>,
     compression: Compression,
 ) -> Result<usize, LoadError> {
     drop_keys_committed(store, report, account, part, keys, compression)
@@ -70,44 +67,41 @@ pub async fn drop_keys_committed(
     report: &'static Report,
     account: &str,
     part: &str,
-    keys: &std::collections::HashSet<Vec<u8>>,
+    keys: &HashSet<Vec<u8>>,
     compression: Compression,
 ) -> Result<(usize, Option<Committed>), LoadError> {
     let rel = file_rel(report.id, account, part);
     let target = schema(report);
     let (target, rel_ref) = (&target, &rel);
-    let ((dropped, rows, n), tag) = update_cas(store, &rel, move |read| async move {
-        let Some((bytes, tag)) = read else {
-            return Ok(Cas::Keep((0, 0, 0)));
-        };
-        let old = match existing_rows(report, target, bytes.clone()) {
-            Ok(old) => old,
-            Err(reason) => {
-                return match quarantine(store, report, account, part, &bytes, &tag, reason).await {
-                    Err(LoadError::Store(StoreError::Conflict { .. })) => Ok(Cas::Again),
-                    Ok(e) | Err(e) => Err(e),
-                };
+    let ((dropped, rows, n), tag) =
+        update_cas::<_, LoadError, _, _>(store, &rel, move |read| async move {
+            let Some((bytes, tag)) = read else {
+                return Ok(Cas::Keep((0, 0, 0)));
+            };
+            let Some(old) =
+                stored_rows(store, report, (account, part), target, bytes, &tag).await?
+            else {
+                return Ok(Cas::Again);
+            };
+            let mut kept = Vec::new();
+            let mut dropped = 0;
+            for b in old {
+                let k = key_rows(report, &b)?;
+                let keep: BooleanArray = (0..b.num_rows())
+                    .map(|i| Some(!keys.contains(k.row(i).as_ref())))
+                    .collect();
+                dropped += b.num_rows() - keep.true_count();
+                kept.push(filter_record_batch(&b, &keep)?);
             }
-        };
-        let mut kept = Vec::new();
-        let mut dropped = 0;
-        for b in old {
-            let k = key_rows(report, &b)?;
-            let keep: BooleanArray = (0..b.num_rows())
-                .map(|i| Some(!keys.contains(k.row(i).as_ref())))
-                .collect();
-            dropped += b.num_rows() - keep.true_count();
-            kept.push(filter_record_batch(&b, &keep)?);
-        }
-        if dropped == 0 {
-            return Ok(Cas::Keep((0, 0, 0)));
-        }
-        let (bytes, rows) = merge_encode(report, target, kept, &[], compression)
-            .map_err(|e| e.at(store.describe(rel_ref)))?;
-        let n = bytes.len();
-        Ok(Cas::Write(bytes, (dropped, rows, n)))
-    })
-    .await?;
+            if dropped == 0 {
+                return Ok(Cas::Keep((0, 0, 0)));
+            }
+            let (bytes, rows) = merge_encode(report, target, kept, &[], compression)
+                .map_err(|e| e.at(store.describe(rel_ref)))?;
+            let n = bytes.len();
+            Ok(Cas::Write(bytes, (dropped, rows, n)))
+        })
+        .await?;
     let committed = tag.map(|t| Committed {
         rows,
         bytes: n,
@@ -120,7 +114,7 @@ pub async fn drop_keys_committed(
 pub(crate) fn dedupe_by_key(
     report: &Report,
     b: &RecordBatch,
-) -> Result<(RecordBatch, std::collections::HashSet<Vec<u8>>), LoadError> {
+) -> Result<(RecordBatch, HashSet<Vec<u8>>), LoadError> {
     let keys = key_rows(report, b)?;
     let mut seen = std::collections::HashSet::new();
     let keep: BooleanArray = (0..b.num_rows())

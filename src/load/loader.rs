@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration as Elapsed, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Date32Type;
@@ -14,16 +15,17 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::{commit_keyed, commit_with_retry, file_rel, partitions_of, split};
 use super::{Committed, Fresh, LoadError, PartStream};
+use crate::catalog::from_date32;
 use crate::catalog::{Replace, Report};
 use crate::changes;
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
-use crate::plan::{self, Plan, Window};
+use crate::plan::{self, Plan};
 use crate::report::{Observer, TaskReport};
 use crate::state::{self, LoadedWindow, ReportState, Stop};
 use crate::store::{Store, StoreError};
-use crate::transform::from_date32;
+use crate::window::Window;
 
 /// One window as the extract stage hands it on.
 pub(crate) struct Msg {
@@ -120,8 +122,8 @@ pub(crate) struct LoadReport {
 
 /// Partition commits (and state writes) in flight at once.
 const COMMITS_IN_FLIGHT: usize = 4;
-/// The longest a task's committed windows wait for their state write (see `record`).
-const STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest a task's committed windows wait for their state write (see `Loader::record`).
+const STATE_EVERY: Elapsed = Elapsed::from_secs(2);
 
 pub(crate) struct Loader {
     cx: LoadContext,
@@ -133,9 +135,9 @@ pub(crate) struct Loader {
     /// stalls the fetching; the loader only does bookkeeping.
     slots: Arc<Semaphore>,
     jobs: JoinSet<Done>,
+    /// Windows may still arrive.
+    fetching: bool,
     fatal: Option<FatalError>,
-    /// Past the last window: held-back state writes go at once.
-    flushing: bool,
 }
 
 /// Per task (account × report) bookkeeping.
@@ -161,10 +163,10 @@ struct Tracker {
     present: Option<BTreeSet<String>>,
     /// One state write per task at a time.
     state_busy: bool,
-    /// Commits started and not ended.
+    /// Commits of the task in flight.
     commits_running: usize,
-    /// When the last state write started.
-    state_written: std::time::Instant,
+    /// When its last state write started.
+    state_written: Instant,
     /// Calls already counted against the daily budget by the state writes: the last write
     /// of a task usually counts them all, so the closing bookkeeping needs no write of its own.
     calls_recorded: u64,
@@ -200,7 +202,7 @@ impl Loader {
                 present,
                 state_busy: false,
                 commits_running: 0,
-                state_written: std::time::Instant::now(),
+                state_written: Instant::now(),
                 calls_recorded: 0,
                 stop: None,
             };
@@ -227,20 +229,19 @@ impl Loader {
             tasks: trackers,
             slots: Arc::new(Semaphore::new(COMMITS_IN_FLIGHT)),
             jobs: JoinSet::new(),
+            fetching: true,
             fatal: None,
-            flushing: false,
         }
     }
 
     /// Takes windows until the extract stage is done and every commit and state write has
     /// finished. On a fatal error the fetch workers are stopped (`workers`).
     pub async fn receive(&mut self, mut rx: mpsc::Receiver<Msg>, workers: &[AbortHandle]) {
-        let mut fetching = true;
-        while fetching || !self.jobs.is_empty() {
+        while self.fetching || !self.jobs.is_empty() {
             tokio::select! {
-                msg = rx.recv(), if fetching => match msg {
+                msg = rx.recv(), if self.fetching => match msg {
                     Some(msg) => self.arrive(msg).await,
-                    None => fetching = false,
+                    None => self.fetching = false,
                 },
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => self.finished(done),
             }
@@ -248,18 +249,19 @@ impl Loader {
                 for w in workers {
                     w.abort();
                 }
-                fetching = false;
+                self.fetching = false;
+            }
+            // State held back and nothing left to wake the loop: wake it to write that.
+            if !self.fetching
+                && self.jobs.is_empty()
+                && self
+                    .tasks
+                    .iter()
+                    .any(|t| !t.state_busy && !t.to_record.is_empty())
+            {
+                self.jobs.spawn(async { Done::Flush });
             }
         }
-        // The state writes held back (see `record`) go now that nothing more comes.
-        self.flushing = true;
-        for task in 0..self.tasks.len() {
-            self.record(task);
-        }
-        while let Some(done) = self.jobs.join_next().await {
-            self.finished(done);
-        }
-        self.cx.log.close().await;
     }
 
     /// Stops the load with this error, unless an earlier one did.
@@ -271,6 +273,7 @@ impl Loader {
     /// records each task's calls and stop (calls count against the daily budget even when
     /// the run failed).
     pub async fn finish(mut self) -> LoadReport {
+        self.cx.log.close().await;
         // A window that never arrived would be lost.
         if self.fatal.is_none() {
             if let Some(tr) = self.tasks.iter().find(|t| !t.pending.is_empty()) {
@@ -374,17 +377,15 @@ impl Loader {
                 return self.fail(FatalError::Write { path, source });
             }
         };
-        let tr = &mut self.tasks[task];
+        let tr = &self.tasks[task];
         // What the task may still commit: listed in its change record up front.
-        let later = tr
+        let later: Vec<String> = tr
             .pending
             .keys()
-            .filter(|k| *k != ALL_PARTS)
+            .filter(|k| k.as_str() != ALL_PARTS)
             .cloned()
             .collect();
-        tr.commits_running += 1;
         let job = CommitJob {
-            later,
             store: Arc::clone(&self.cx.store),
             log: Arc::clone(&self.cx.log),
             retry: self.cx.retry,
@@ -397,10 +398,12 @@ impl Loader {
             windows,
             rows,
             keyed,
+            later,
         };
         // Waiting for a slot here (not inside the task) is the backpressure that keeps
         // buffered partitions bounded when commits are slower than fetching.
         let slot = Arc::clone(&self.slots).acquire_owned().await;
+        self.tasks[task].commits_running += 1;
         self.jobs.spawn(async move {
             let _slot = slot;
             job.run().await
@@ -412,6 +415,7 @@ impl Loader {
         let next_state = match done {
             Err(e) => return self.fail(FatalError::Join(e)),
             Ok(Done::Commit(c)) => self.committed(c),
+            Ok(Done::Flush) => None,
             Ok(Done::State {
                 task,
                 calls,
@@ -429,8 +433,13 @@ impl Loader {
                 }
             }
         };
-        if let Some(task) = next_state {
-            self.record(task);
+        // The run's last job ended: every task's state still held back is written.
+        if !self.fetching && self.jobs.is_empty() {
+            for task in 0..self.tasks.len() {
+                self.record(task, true);
+            }
+        } else if let Some(task) = next_state {
+            self.record(task, false);
         }
     }
 
@@ -487,20 +496,20 @@ impl Loader {
     }
 
     /// Starts the task's state write, carrying every window committed since the last one,
-    /// unless one is in flight (it is started again when that one ends). Held back while
-    /// the task still has commits to come, for at most [`STATE_EVERY`]: one write per task
-    /// instead of one per commit (workload R: 204 → 65), and a crash refetches at most that
-    /// much (a refetched window replaces its rows, it never duplicates them).
-    fn record(&mut self, task: usize) {
+    /// unless one is in flight (it is started again when that one ends). State is written
+    /// once a task has nothing more to commit (or at the `last` job), or every STATE_EVERY
+    /// while it does: a crash refetches at most that much (a refetch replaces, never
+    /// duplicates).
+    fn record(&mut self, task: usize, last: bool) {
         let tr = &mut self.tasks[task];
-        if tr.state_busy || tr.to_record.is_empty() {
+        let idle = tr.pending.is_empty() && tr.commits_running == 0;
+        if tr.state_busy
+            || tr.to_record.is_empty()
+            || !(last || idle || tr.state_written.elapsed() >= STATE_EVERY)
+        {
             return;
         }
-        let more = !tr.pending.is_empty() || tr.commits_running > 0;
-        if more && !self.flushing && tr.state_written.elapsed() < STATE_EVERY {
-            return;
-        }
-        tr.state_written = std::time::Instant::now();
+        tr.state_written = Instant::now();
         tr.state_busy = true;
         let calls = tr.rep.calls - tr.calls_recorded;
         tr.calls_recorded += calls;
@@ -700,7 +709,7 @@ fn provisional_dates(
         return late;
     }
     if let Some(dates) = batch.column(0).as_primitive_opt::<Date32Type>() {
-        let wanted: Vec<i32> = late.iter().map(|&d| crate::transform::date32(d)).collect();
+        let wanted: Vec<i32> = late.iter().map(|&d| crate::catalog::date32(d)).collect();
         for v in dates.values().iter().filter(|v| wanted.contains(v)) {
             late.remove(&from_date32(*v));
         }
@@ -710,6 +719,8 @@ fn provisional_dates(
 
 enum Done {
     Commit(CommitDone),
+    /// Nothing done: wakes the loop to write the state still held back.
+    Flush,
     State {
         task: usize,
         /// Calls counted against the daily budget by this write.
@@ -731,8 +742,6 @@ struct CommitDone {
 
 /// One partition's commit (or, replaced by key, the task's), run off the loader.
 struct CommitJob {
-    /// The task's partitions still to come, for its change record.
-    later: Vec<String>,
     store: Arc<Store>,
     log: Arc<changes::Log>,
     retry: RetryPolicy,
@@ -745,6 +754,8 @@ struct CommitJob {
     windows: Vec<Window>,
     rows: Vec<Fresh>,
     keyed: Vec<RecordBatch>,
+    /// The task's partitions still to commit (for its change record).
+    later: Vec<String>,
 }
 
 impl CommitJob {
@@ -781,7 +792,8 @@ impl CommitJob {
     async fn commit_one(&self) -> Result<Committed, LoadError> {
         // The change record first: a crash after the commit still leaves it.
         let later = || self.later.clone();
-        let batch = (self.log)
+        let batch = self
+            .log
             .begin_part(self.report.id, &self.account, &self.part, later)
             .await?;
         let c = commit_with_retry(

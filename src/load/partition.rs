@@ -12,10 +12,10 @@ use arrow::datatypes::Date32Type;
 use chrono::{Datelike, NaiveDate};
 
 use super::LoadError;
+use crate::catalog::from_date32;
 use crate::catalog::Report;
 use crate::pipeline::Partition;
-use crate::plan::Window;
-use crate::transform::from_date32;
+use crate::window::Window;
 
 /// The Hive folder of a row date, e.g. `month=2025-01`.
 pub fn partition_value(p: Partition, d: NaiveDate) -> String {

@@ -8,15 +8,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
 use crate::catalog;
+use crate::catalog::from_date32;
 use crate::changes;
 use crate::dates::parse;
 use crate::extract::RetryPolicy;
 use crate::pipeline::Compression;
 use crate::pipeline::Partition;
-use crate::plan::Window;
 use crate::store::Store;
 use crate::transform::decode;
-use crate::transform::from_date32;
+use crate::window::Window;
 
 fn w(a: &str, b: &str) -> Window {
     Window {
@@ -251,7 +251,7 @@ async fn merged_writes_equal_a_full_sort_on_random_windows() {
             .column_by_name("msg_user")
             .unwrap()
             .as_primitive::<arrow::datatypes::Int64Type>();
-        let base = crate::transform::date32(parse("2025-02-28").unwrap());
+        let base = crate::catalog::date32(parse("2025-02-28").unwrap());
         let got_rows: Vec<(i32, i32, i64)> = (0..got.num_rows())
             .map(|i| (dates.value(i) - base, types.value(i), users.value(i)))
             .collect();
@@ -286,7 +286,7 @@ fn a_streamed_partition_spans_row_groups_and_keeps_every_row_in_order() {
         meta.metadata().num_row_groups() > 1,
         "past ROW_GROUP_BYTES a row group closes"
     );
-    let base = crate::transform::date32(parse("2025-01-31").unwrap());
+    let base = crate::catalog::date32(parse("2025-01-31").unwrap());
     let mut got = Vec::new();
     for b in decode_file(bytes).unwrap() {
         let d = b.column(0).as_primitive::<arrow::datatypes::Date32Type>();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{Duration, NaiveDate};
 
 use crate::catalog::Report;
-use crate::dates::Clock;
+use crate::clock::Clock;
 use crate::secret::Secret;
 
 pub mod simulator;

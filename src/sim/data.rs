@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::rng::{count, day, hs, key, split, Rng};
 use super::SimConfig;
-use crate::catalog::{Cadence, Report};
+use crate::catalog::{Cadence, Dataset, Report};
 use crate::dates::{fmt, month_end};
 
 /// Days an article is read after publishing (day 0 = the publish day).
@@ -271,29 +271,31 @@ impl Gen {
     }
 
     fn rows(&self, report: &Report, d: NaiveDate, today: NaiveDate, out: &mut Vec<Value>) {
-        match report.api {
-            "getusersummary" => self.user_summary(d, out),
-            "getusercumulate" => self.user_cumulate(d, out),
-            "getarticleread" => self.article_read(d, out),
-            "getarticleshare" => self.article_share(d, out),
-            "getbizsummary" => self.biz_summary(d, out),
-            "getarticletotaldetail" => self.article_total_detail(d, today, out),
-            "getupstreammsg" => self.upstream_msg(d, out),
-            "getupstreammsghour" => self.upstream_msg_hour(d, out),
-            "getupstreammsgweek" => self.upstream_msg_period(d, d + days(6), 0.8, out),
-            "getupstreammsgmonth" => self.upstream_msg_period(d, month_end(d), 0.65, out),
-            "getupstreammsgdist" => self.upstream_dist(d, d, out),
-            "getupstreammsgdistweek" => self.upstream_dist(d, d + days(6), out),
-            "getupstreammsgdistmonth" => self.upstream_dist(d, month_end(d), out),
-            "getinterfacesummary" => self.interface(d, false, out),
-            "getinterfacesummaryhour" => self.interface(d, true, out),
-            "getarticlesummary" => self.article_summary(d, out),
-            "getarticletotal" => self.article_total(d, today, out),
-            "getuserread" => self.user_read(d, false, out),
-            "getuserreadhour" => self.user_read(d, true, out),
-            "getusershare" => self.user_share(d, false, out),
-            "getusersharehour" => self.user_share(d, true, out),
-            _ => {}
+        use Dataset as D;
+        match report.dataset {
+            D::UserSummary => self.user_summary(d, out),
+            D::UserCumulate => self.user_cumulate(d, out),
+            D::ArticleRead => self.article_read(d, out),
+            D::ArticleShare => self.article_share(d, out),
+            D::BizSummary => self.biz_summary(d, out),
+            D::ArticleTotalDetail => self.article_total_detail(d, today, out),
+            D::UpstreamMsg => self.upstream_msg(d, out),
+            D::UpstreamMsgHour => self.upstream_msg_hour(d, out),
+            D::UpstreamMsgWeek => self.upstream_msg_period(d, d + days(6), 0.8, out),
+            D::UpstreamMsgMonth => self.upstream_msg_period(d, month_end(d), 0.65, out),
+            D::UpstreamMsgDist => self.upstream_dist(d, d, out),
+            D::UpstreamMsgDistWeek => self.upstream_dist(d, d + days(6), out),
+            D::UpstreamMsgDistMonth => self.upstream_dist(d, month_end(d), out),
+            D::InterfaceSummary => self.interface(d, false, out),
+            D::InterfaceSummaryHour => self.interface(d, true, out),
+            D::ArticleSummary => self.article_summary(d, out),
+            D::ArticleTotal => self.article_total(d, today, out),
+            D::UserRead => self.user_read(d, false, out),
+            D::UserReadHour => self.user_read(d, true, out),
+            D::UserShare => self.user_share(d, false, out),
+            D::UserShareHour => self.user_share(d, true, out),
+            // Answered by `sim::publisher`: no datacube rows.
+            D::AdPosition | D::AdCps | D::AdSettlement => {}
         }
     }
 
@@ -304,7 +306,7 @@ impl Gen {
         if from > end || !Rng::new(&[self.seed, self.app, T_DELAY, day(today)]).chance(0.3) {
             return false;
         }
-        if report.api == "getarticletotaldetail" {
+        if report.dataset == Dataset::ArticleTotalDetail {
             // Articles published in the window have a stat day for yesterday.
             from <= yesterday && end + days(TOTAL_DETAIL_DAYS - 1) >= yesterday
         } else {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::rng::{day, hs, Rng};
 use super::{PublisherPaging, SimConfig};
-use crate::catalog::Report;
+use crate::catalog::{Dataset, Report};
 
 const SLOTS: &[(i64, &str)] = &[
     (3_030_046_789_020_061, "SLOT_ID_BIZ_BOTTOM"),
@@ -69,8 +69,8 @@ pub fn respond(
     let app = hs(app_id);
     let from = begin.max(report.first_day());
     let mut list = Vec::new();
-    match report.api {
-        "publisher_settlement" => {
+    match report.dataset {
+        Dataset::AdSettlement => {
             // The entity's totals are all-time figures, whatever the range asked.
             let (mut all_rev, mut settled_all) = (0i64, 0i64);
             let mut rows = Vec::new();
@@ -127,11 +127,13 @@ pub fn respond(
                 "total_num": 0,
             })
         }
-        api => {
+        // The daily ones: ad positions and CPS (datacube reports are answered by `data`).
+        _ => {
+            let api = report.api;
             let mut d = from;
             while d <= end {
                 let mut r = Rng::new(&[cfg.seed, app, hs(api), day(d)]);
-                if api == "publisher_adpos_general" {
+                if report.dataset == Dataset::AdPosition {
                     if d <= slot_rows_until() {
                         for &(id, name) in SLOTS {
                             list.push(adpos_row(&mut r, d, Some((id, name))));

@@ -23,7 +23,8 @@ use super::rng::{hs, Rng};
 use super::tokens::{Flavor, Tokens};
 use super::{fault_at, respond, CallRecord, FaultKind, SimConfig, SimStats, HTTP_FAULT, NO_ANSWER};
 use crate::catalog::{self, Report, Status};
-use crate::dates::{self, Clock};
+use crate::clock::Clock;
+use crate::dates;
 
 struct Shared {
     cfg: SimConfig,
@@ -662,10 +663,9 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
             *used += 1;
         }
         let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
-        let key = if report.api == "publisher_settlement" {
-            "settlement_list"
-        } else {
-            "list"
+        let key = match report.protocol() {
+            catalog::Protocol::Publisher { list } => list,
+            catalog::Protocol::Datacube => "list",
         };
         Ok(super::publisher::page(&sh.cfg, whole, key, page, size)
             .to_string()

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::catalog::{self, Cadence, Report, Status, REPORTS};
-use crate::dates::{fmt, Clock};
+use crate::clock::Clock;
+use crate::dates::fmt;
 
 fn d(s: &str) -> NaiveDate {
     crate::dates::parse(s).unwrap()

@@ -16,8 +16,6 @@ mod fast;
 mod reference;
 
 pub use reference::{decode_reference, decode_value};
-// The Arrow schema lives in the catalogue; these paths stay while callers move over.
-pub use crate::catalog::{data_type, date32, from_date32, label_values, schema};
 
 use std::sync::Arc;
 
@@ -29,7 +27,9 @@ use arrow::datatypes::{DataType, Field, Int32Type};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
-use crate::catalog::{jump_fields, read_sources_fields, slot_fields, Kind, Labels, Report};
+use crate::catalog::{
+    jump_fields, label_values, read_sources_fields, slot_fields, Kind, Labels, Report,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog;
+use crate::catalog::{self, from_date32};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Int64Type};
 

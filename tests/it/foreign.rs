@@ -92,7 +92,7 @@ fn run(dir: &Path, yaml: &str, args: &[&str]) -> (Option<i32>, Value, String) {
 fn assert_current(bytes: Bytes, report: &str, what: &str) {
     let r = catalog::find(report).expect("report");
     let b = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet");
-    let want = wxcube::transform::schema(r);
+    let want = wxcube::catalog::schema(r);
     assert_eq!(b.schema().metadata(), want.metadata(), "{what}");
     for (g, w) in b.schema().fields().iter().zip(want.fields()) {
         assert_eq!(g.metadata(), w.metadata(), "{what}: {}", g.name());
@@ -195,7 +195,7 @@ os.replace(tmp, f)
         let b = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(after)).expect("parquet");
         assert!(
             b.schema().fields()
-                != wxcube::transform::schema(
+                != wxcube::catalog::schema(
                     catalog::find(rel.split('/').next().expect("report")).expect("report")
                 )
                 .fields(),

@@ -114,7 +114,7 @@ fn cell(c: &ArrayRef, i: usize) -> Value {
     match c.data_type() {
         DataType::Date32 => {
             json!(
-                wxcube::transform::from_date32(c.as_primitive::<Date32Type>().value(i))
+                wxcube::catalog::from_date32(c.as_primitive::<Date32Type>().value(i))
                     .format("%Y-%m-%d")
                     .to_string()
             )

@@ -15,15 +15,20 @@ pub(super) use plan::{plan_json, print_plan};
 pub(super) use status::print_status;
 pub(super) use summary::print_summary;
 
+/// A value as pretty JSON on one stdout document.
+pub(in crate::cli) fn print_json(out: &mut impl Write, v: &impl serde::Serialize) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    );
+}
+
 /// `reports`: the catalogue, as a table or JSON.
 pub(in crate::cli) fn print_reports(out: &mut impl Write, json: bool) {
     if json {
         let v: Vec<_> = catalog::all().map(report_json).collect();
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
+        print_json(out, &v);
     } else {
         let _ = writeln!(
             out,
@@ -58,11 +63,7 @@ pub(in crate::cli) fn print_schema(out: &mut impl Write, r: &Report, json: bool)
             })
             .collect();
         let v = serde_json::json!({"report": r.id, "api": r.api, "key": r.key, "columns": cols});
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
+        print_json(out, &v);
     } else {
         let _ = writeln!(
             out,

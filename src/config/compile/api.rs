@@ -4,8 +4,7 @@ use serde::Deserialize;
 
 use super::Compiler;
 use crate::config::node::{Kind, Node, NodeDe};
-use crate::pipeline::SimConfig;
-use crate::pipeline::{Api, Region};
+use crate::pipeline::{Api, Region, SimConfig};
 
 const API_KEYS: &[&str] = &["base_url", "allow_plain_http", "region", "simulator"];
 

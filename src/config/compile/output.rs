@@ -182,10 +182,7 @@ fn check_local_dir(path: &Path, from_env: bool) -> Result<(), String> {
 /// Permission bits do not tell the whole story (root, ACLs, read-only mounts), so this
 /// creates and removes an empty file.
 fn check_writable(dir: &Path, from_env: bool) -> Result<(), String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::utc().timestamp_subsec_nanos();
     let probe = dir.join(format!(
         ".wxcube-write-check-{}-{nanos}",
         std::process::id()
