@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration as Elapsed, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Date32Type;
@@ -122,8 +121,6 @@ pub(crate) struct LoadReport {
 
 /// Partition commits (and state writes) in flight at once.
 const COMMITS_IN_FLIGHT: usize = 4;
-/// The longest a task's committed windows wait for their state write (see `Loader::record`).
-const STATE_EVERY: Elapsed = Elapsed::from_secs(2);
 
 pub(crate) struct Loader {
     cx: LoadContext,
@@ -163,10 +160,6 @@ struct Tracker {
     present: Option<BTreeSet<String>>,
     /// One state write per task at a time.
     state_busy: bool,
-    /// Commits of the task in flight.
-    commits_running: usize,
-    /// When its last state write started.
-    state_written: Instant,
     /// Calls already counted against the daily budget by the state writes: the last write
     /// of a task usually counts them all, so the closing bookkeeping needs no write of its own.
     calls_recorded: u64,
@@ -201,8 +194,6 @@ impl Loader {
                 parts_to_record: Vec::new(),
                 present,
                 state_busy: false,
-                commits_running: 0,
-                state_written: Instant::now(),
                 calls_recorded: 0,
                 stop: None,
             };
@@ -250,16 +241,6 @@ impl Loader {
                     w.abort();
                 }
                 self.fetching = false;
-            }
-            // State held back and nothing left to wake the loop: wake it to write that.
-            if !self.fetching
-                && self.jobs.is_empty()
-                && self
-                    .tasks
-                    .iter()
-                    .any(|t| !t.state_busy && !t.to_record.is_empty())
-            {
-                self.jobs.spawn(async { Done::Flush });
             }
         }
     }
@@ -403,7 +384,6 @@ impl Loader {
         // Waiting for a slot here (not inside the task) is the backpressure that keeps
         // buffered partitions bounded when commits are slower than fetching.
         let slot = Arc::clone(&self.slots).acquire_owned().await;
-        self.tasks[task].commits_running += 1;
         self.jobs.spawn(async move {
             let _slot = slot;
             job.run().await
@@ -415,7 +395,6 @@ impl Loader {
         let next_state = match done {
             Err(e) => return self.fail(FatalError::Join(e)),
             Ok(Done::Commit(c)) => self.committed(c),
-            Ok(Done::Flush) => None,
             Ok(Done::State {
                 task,
                 calls,
@@ -433,13 +412,8 @@ impl Loader {
                 }
             }
         };
-        // The run's last job ended: every task's state still held back is written.
-        if !self.fetching && self.jobs.is_empty() {
-            for task in 0..self.tasks.len() {
-                self.record(task, true);
-            }
-        } else if let Some(task) = next_state {
-            self.record(task, false);
+        if let Some(task) = next_state {
+            self.record(task);
         }
     }
 
@@ -448,7 +422,6 @@ impl Loader {
     fn committed(&mut self, c: CommitDone) -> Option<usize> {
         let task = c.task;
         let tr = &mut self.tasks[task];
-        tr.commits_running -= 1;
         match c.result {
             Ok(done) => {
                 tr.parts_to_record.extend(c.parts);
@@ -496,20 +469,14 @@ impl Loader {
     }
 
     /// Starts the task's state write, carrying every window committed since the last one,
-    /// unless one is in flight (it is started again when that one ends). State is written
-    /// once a task has nothing more to commit (or at the `last` job), or every STATE_EVERY
-    /// while it does: a crash refetches at most that much (a refetch replaces, never
-    /// duplicates).
-    fn record(&mut self, task: usize, last: bool) {
+    /// unless one is in flight (it is started again when that one ends). Not held back
+    /// until the task's last commit: after an outage of the store the next run must resume
+    /// from what was committed before it (tests/it/s3.rs).
+    fn record(&mut self, task: usize) {
         let tr = &mut self.tasks[task];
-        let idle = tr.pending.is_empty() && tr.commits_running == 0;
-        if tr.state_busy
-            || tr.to_record.is_empty()
-            || !(last || idle || tr.state_written.elapsed() >= STATE_EVERY)
-        {
+        if tr.state_busy || tr.to_record.is_empty() {
             return;
         }
-        tr.state_written = Instant::now();
         tr.state_busy = true;
         let calls = tr.rep.calls - tr.calls_recorded;
         tr.calls_recorded += calls;
@@ -719,8 +686,6 @@ fn provisional_dates(
 
 enum Done {
     Commit(CommitDone),
-    /// Nothing done: wakes the loop to write the state still held back.
-    Flush,
     State {
         task: usize,
         /// Calls counted against the daily budget by this write.
