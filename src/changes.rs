@@ -186,7 +186,7 @@ impl Log {
             run_id: self.run_id.clone(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             status: "pending".into(),
-            recorded_at: Utc::now(),
+            recorded_at: crate::clock::utc(),
             committed_at: None,
             partitions: partitions
                 .iter()
@@ -204,19 +204,23 @@ impl Log {
 
     /// Writes a record, with a short retry: no commit happens without its pending record.
     async fn write_record(&self, rel: &str, record: &Record) -> Result<(), StoreError> {
-        let bytes = encode(record)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.store.overwrite(rel, bytes.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_retryable() && attempt < 4 => {
-                    tracing::warn!(error = %e, attempt, "change record write failed, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.overwrite_retried(rel, encode(record)?).await
+    }
+
+    /// Writes a record: 4 attempts, 0.5, 1 and 2 s apart (no jitter).
+    async fn overwrite_retried(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let policy = crate::retry::RetryPolicy {
+            base: std::time::Duration::from_millis(500),
+            ..Default::default()
+        };
+        let none = crate::retry::Jitter::none();
+        let store = &self.store;
+        crate::retry::retry_fn(
+            policy.schedule(4, 0, &none),
+            |_| store.overwrite(rel, bytes.clone()),
+            |e, attempt| tracing::warn!(error = %e, attempt, "change record write failed, retrying"),
+        )
+        .await
     }
 
     /// Records that `part` may change, in the task's shared record: the first commit of a
@@ -381,27 +385,14 @@ impl Log {
             });
         }
         let rel = record_rel(now, &self.run_id, seq);
-        let bytes = encode(&record)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.store.overwrite(&rel, bytes.clone()).await {
-                Ok(()) => {
-                    return Ok(Batch {
-                        rel: Some(rel),
-                        record,
-                        table,
-                        account,
-                    })
-                }
-                // No commit happens without its record: a short retry, then the commit fails.
-                Err(e) if e.is_retryable() && attempt < 4 => {
-                    tracing::warn!(error = %e, attempt, "change record write failed, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // No commit happens without its record: a short retry, then the commit fails.
+        self.overwrite_retried(&rel, encode(&record)?).await?;
+        Ok(Batch {
+            rel: Some(rel),
+            record,
+            table,
+            account,
+        })
     }
 
     /// Completes a batch with what was committed (partitions not listed did not change).
@@ -453,7 +444,7 @@ impl Log {
 
 fn committed_at_now(mut r: Record) -> Record {
     r.status = "committed".into();
-    r.committed_at = Some(Utc::now());
+    r.committed_at = Some(crate::clock::utc());
     r
 }
 

@@ -95,9 +95,16 @@ impl Jitter {
     pub fn new(seed: u64) -> Self {
         Jitter(std::sync::Mutex::new(seed | 1))
     }
-    /// A fraction in [0.5, 1.0).
+    /// No jitter: every backoff is the full exponential step.
+    pub fn none() -> Self {
+        Jitter(std::sync::Mutex::new(0))
+    }
+    /// A fraction in [0.5, 1.0) (1.0 for `none`).
     fn fraction(&self) -> f64 {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *g == 0 {
+            return 1.0;
+        }
         let mut x = *g;
         x ^= x << 13;
         x ^= x >> 7;
@@ -399,6 +406,14 @@ mod tests {
             "{:?}",
             op.seen
         );
+    }
+
+    #[test]
+    fn without_jitter_the_backoff_doubles_exactly() {
+        let p = policy();
+        let none = Jitter::none();
+        let ms: Vec<u128> = (1..=3).map(|n| p.backoff(n, &none).as_millis()).collect();
+        assert_eq!(ms, vec![100, 150, 150], "doubling, capped at max");
     }
 
     #[tokio::test(start_paused = true)]

@@ -93,6 +93,26 @@ fn token_answer(b: &[u8], field: &str, authorizer: bool) -> Result<CachedToken, 
 }
 
 impl Extractor {
+    /// A token request retried on the token schedule (`refreshes`: renewals of a rejected
+    /// credential); `Exhausted` once a retryable error's attempts are spent.
+    async fn token_retry<A>(
+        &self,
+        op: &mut A,
+        refreshes: u32,
+        what: &str,
+    ) -> Result<CachedToken, FetchError>
+    where
+        A: Attempt<Ok = CachedToken, Err = FetchError>,
+    {
+        let s = self
+            .retry
+            .schedule(self.retry.token_attempts, refreshes, &self.jitter);
+        retry::retry(s, &mut *op)
+            .await
+            .map(|(t, _)| t)
+            .map_err(|f| token_failure(f, what))
+    }
+
     /// A token-endpoint call with the retry rules for transient failures and failover.
     async fn token_call<F>(
         &self,
@@ -111,13 +131,7 @@ impl Extractor {
             make,
             field,
         };
-        let s = self
-            .retry
-            .schedule(self.retry.token_attempts, 0, &self.jitter);
-        retry::retry(s, &mut op)
-            .await
-            .map(|(t, _)| t)
-            .map_err(|f| token_failure(f, what))
+        self.token_retry(&mut op, 0, what).await
     }
 
     /// A new token from the account's source (`force`: stable_token's force_refresh).
@@ -204,13 +218,7 @@ impl Extractor {
                 };
                 // The component token is renewed once, unless another account of the
                 // platform already did.
-                let s = self
-                    .retry
-                    .schedule(self.retry.token_attempts, 1, &self.jitter);
-                retry::retry(s, &mut op)
-                    .await
-                    .map(|(t, _)| t)
-                    .map_err(|f| token_failure(f, "api_authorizer_token"))
+                self.token_retry(&mut op, 1, "api_authorizer_token").await
             }
         }
     }

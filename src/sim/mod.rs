@@ -50,7 +50,7 @@ pub fn respond(
     begin: chrono::NaiveDate,
     end: chrono::NaiveDate,
 ) -> serde_json::Value {
-    if report.status == crate::catalog::Status::Publisher {
+    if report.protocol() != crate::catalog::Protocol::Datacube {
         publisher::respond(cfg, today, report, app_id, begin, end)
     } else {
         data::respond(cfg, today, report, app_id, begin, end)

@@ -987,7 +987,7 @@ fn capacity(report: &Report, body: &[u8]) -> usize {
 /// Decodes a body the common way, or `None` for the reference decoder to handle.
 pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
     // Publisher pages are merged by the extractor and decoded the reference way.
-    if report.status == crate::catalog::Status::Publisher {
+    if report.protocol() != crate::catalog::Protocol::Datacube {
         return None;
     }
     let layout = layout(report)?;
