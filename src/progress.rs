@@ -406,6 +406,13 @@ impl RawStderr {
     fn put(&self, s: &str) -> std::io::Result<()> {
         std::io::stderr().lock().write_all(s.as_bytes())
     }
+    /// CSI `n` `dir` (A up, B down, C right, D left); a zero move writes nothing.
+    fn move_cursor(&self, n: usize, dir: char) -> std::io::Result<()> {
+        if n > 0 {
+            self.put(&format!("\x1b[{n}{dir}"))?;
+        }
+        Ok(())
+    }
 }
 
 impl TermLike for RawStderr {
@@ -422,28 +429,16 @@ impl TermLike for RawStderr {
             .unwrap_or(40)
     }
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}A"))?;
-        }
-        Ok(())
+        self.move_cursor(n, 'A')
     }
     fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}B"))?;
-        }
-        Ok(())
+        self.move_cursor(n, 'B')
     }
     fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}C"))?;
-        }
-        Ok(())
+        self.move_cursor(n, 'C')
     }
     fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        if n > 0 {
-            self.put(&format!("\x1b[{n}D"))?;
-        }
-        Ok(())
+        self.move_cursor(n, 'D')
     }
     fn write_line(&self, s: &str) -> std::io::Result<()> {
         self.put(&format!("{s}\n"))
