@@ -62,11 +62,7 @@ pub(super) async fn status(
     let st = crate::status::status(&p, &clock(common), &opts, &store)
         .await
         .map_err(Failure::from)?;
-    if common.json {
-        render::print_json(out, &st);
-    } else {
-        render::print_status(out, &st);
-    }
+    render::print_either(out, common.json, &st, |o, v| render::print_status(o, v));
     Ok(())
 }
 
@@ -84,11 +80,7 @@ pub(super) async fn changes(
             crate::changes::ChangesError::Usage(m) => Failure::usage(m),
             other => Failure::runtime(other.to_string()),
         })?;
-    if common.json {
-        render::print_json(out, &l);
-    } else {
-        render::print_changes(out, &l);
-    }
+    render::print_either(out, common.json, &l, |o, v| render::print_changes(o, v));
     Ok(())
 }
 

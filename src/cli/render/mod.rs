@@ -24,6 +24,20 @@ pub(in crate::cli) fn print_json(out: &mut impl Write, v: &impl serde::Serialize
     );
 }
 
+/// `v` as JSON when `json`, else as `text` prints it.
+pub(in crate::cli) fn print_either<W: Write, T: serde::Serialize>(
+    out: &mut W,
+    json: bool,
+    v: &T,
+    text: impl FnOnce(&mut W, &T),
+) {
+    if json {
+        print_json(out, v);
+    } else {
+        text(out, v);
+    }
+}
+
 /// `reports`: the catalogue, as a table or JSON.
 pub(in crate::cli) fn print_reports(out: &mut impl Write, json: bool) {
     if json {
