@@ -471,27 +471,11 @@ fn push(b: &mut Builder, col: &Col, v: &Scalar, memo: &mut DateMemo) -> Result<(
 
 /// A value absent or null: the same rules as the reference decoder.
 fn missing(b: &mut Builder, col: &Col) -> Result<(), Bail> {
-    if col.nullable {
-        match b {
-            Builder::Date(b) => b.append_null(),
-            Builder::I64(b) => b.append_null(),
-            Builder::I32(b) => b.append_null(),
-            Builder::F64(b) => b.append_null(),
-            Builder::Str(b) => b.append_null(),
-            Builder::Bool(b) => b.append_null(),
-            Builder::Label(b, _) => b.append_null(),
-            Builder::List(b) => b.append_null(),
-        }
-        return Ok(());
+    if b.push_missing(col) {
+        Ok(())
+    } else {
+        Err(Bail)
     }
-    match (b, col.kind) {
-        (Builder::List(b), _) => b.append(true),
-        (Builder::Bool(b), Kind::Bool) if matches!(col.src, Src::Response(_)) => {
-            b.append_value(false)
-        }
-        _ => return Err(Bail),
-    }
-    Ok(())
 }
 
 struct State<'de> {

@@ -23,12 +23,12 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, DictionaryArray, Float64Builder, Int32Builder,
     Int64Builder, ListBuilder, StringBuilder, StructBuilder,
 };
-use arrow::datatypes::{DataType, Field, Int32Type};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
 use crate::catalog::{
-    jump_fields, label_values, read_sources_fields, slot_fields, Kind, Labels, Report,
+    jump_fields, label_values, read_sources_fields, slot_fields, Col, Kind, Labels, Report, Src,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -110,37 +110,37 @@ impl Builder {
             Kind::Utf8 => Builder::Str(StringBuilder::with_capacity(cap, cap * 16)),
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(cap)),
             Kind::Label(l) => Builder::Label(Int32Builder::with_capacity(cap), l),
-            Kind::ReadSources => {
-                let sb = StructBuilder::from_fields(read_sources_fields(), cap * 4);
-                Builder::List(
-                    ListBuilder::with_capacity(sb, cap).with_field(Arc::new(Field::new(
-                        "item",
-                        DataType::Struct(read_sources_fields()),
-                        true,
-                    ))),
-                )
-            }
-            Kind::JumpPositions => {
-                let sb = StructBuilder::from_fields(jump_fields(), cap * 5);
-                Builder::List(
-                    ListBuilder::with_capacity(sb, cap).with_field(Arc::new(Field::new(
-                        "item",
-                        DataType::Struct(jump_fields()),
-                        true,
-                    ))),
-                )
-            }
-            Kind::SlotRevenue => {
-                let sb = StructBuilder::from_fields(slot_fields(), cap * 2);
-                Builder::List(
-                    ListBuilder::with_capacity(sb, cap).with_field(Arc::new(Field::new(
-                        "item",
-                        DataType::Struct(slot_fields()),
-                        true,
-                    ))),
-                )
-            }
+            Kind::ReadSources => list_builder(read_sources_fields(), cap, 4),
+            Kind::JumpPositions => list_builder(jump_fields(), cap, 5),
+            Kind::SlotRevenue => list_builder(slot_fields(), cap, 2),
         }
+    }
+
+    /// A value absent or null, by the rules both decoders share: null where the column is
+    /// nullable, an empty list, `false` for a response's `is_delay` (WeChat did not flag the
+    /// data). `false` where no rule applies: the caller's error.
+    pub(crate) fn push_missing(&mut self, col: &Col) -> bool {
+        if col.nullable {
+            match self {
+                Builder::Date(b) => b.append_null(),
+                Builder::I64(b) => b.append_null(),
+                Builder::I32(b) => b.append_null(),
+                Builder::F64(b) => b.append_null(),
+                Builder::Str(b) => b.append_null(),
+                Builder::Bool(b) => b.append_null(),
+                Builder::Label(b, _) => b.append_null(),
+                Builder::List(b) => b.append_null(),
+            }
+            return true;
+        }
+        match (self, col.kind) {
+            (Builder::List(b), _) => b.append(true),
+            (Builder::Bool(b), Kind::Bool) if matches!(col.src, Src::Response(_)) => {
+                b.append_value(false)
+            }
+            _ => return false,
+        }
+        true
     }
 
     pub(crate) fn finish(&mut self) -> ArrayRef {
@@ -158,6 +158,13 @@ impl Builder {
             Builder::List(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// A list-of-struct column builder; `per_row` sizes the struct buffer (items a row, guessed).
+fn list_builder(fields: Fields, cap: usize, per_row: usize) -> Builder {
+    let item = Field::new("item", DataType::Struct(fields.clone()), true);
+    let sb = StructBuilder::from_fields(fields, cap * per_row);
+    Builder::List(ListBuilder::with_capacity(sb, cap).with_field(Arc::new(item)))
 }
 
 pub(crate) fn kind_name(v: &Value) -> String {

@@ -118,34 +118,13 @@ fn push(b: &mut Builder, col: &Col, ctx: &Ctx) -> Result<(), DecodeError> {
 
 /// A value absent from the response: null, an empty list, `false` for `is_delay`, or an error.
 fn push_missing(b: &mut Builder, col: &Col, row: usize) -> Result<(), DecodeError> {
-    if col.nullable {
-        match b {
-            Builder::Date(b) => b.append_null(),
-            Builder::I64(b) => b.append_null(),
-            Builder::I32(b) => b.append_null(),
-            Builder::F64(b) => b.append_null(),
-            Builder::Str(b) => b.append_null(),
-            Builder::Bool(b) => b.append_null(),
-            Builder::Label(b, _) => b.append_null(),
-            Builder::List(b) => b.append_null(),
-        }
-        return Ok(());
-    }
-    match (b, col.kind) {
-        // Read sources / drop-off positions absent: an empty list, not an error.
-        (Builder::List(b), _) => {
-            b.append(true);
-            Ok(())
-        }
-        // `is_delay` absent means WeChat did not flag the data.
-        (Builder::Bool(b), Kind::Bool) if matches!(col.src, Src::Response(_)) => {
-            b.append_value(false);
-            Ok(())
-        }
-        _ => Err(DecodeError::Missing {
+    if b.push_missing(col) {
+        Ok(())
+    } else {
+        Err(DecodeError::Missing {
             row,
             field: col.src.field(),
-        }),
+        })
     }
 }
 
@@ -157,12 +136,13 @@ fn push_list(
     v: &Value,
     row: usize,
 ) -> Result<(), DecodeError> {
-    match kind {
-        Kind::ReadSources => {
-            let arr = v
-                .as_array()
-                .ok_or_else(|| type_err(row, col, "an array", v))?;
-            for e in arr {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| type_err(row, col, "an array", v))?;
+    for e in arr {
+        let sb = b.values();
+        match kind {
+            Kind::ReadSources => {
                 let count = e
                     .get("user_count")
                     .and_then(as_i64)
@@ -171,19 +151,11 @@ fn push_list(
                     .get("scene_desc")
                     .and_then(Value::as_str)
                     .ok_or_else(|| type_err(row, col, "{user_count, scene_desc}", e))?;
-                let sb = b.values();
                 field_i64(sb, 0).append_value(count);
                 field_str(sb, 1).append_value(scene);
                 field_str(sb, 2).append_value(SCENE_DESC.str(scene));
-                sb.append(true);
             }
-            b.append(true);
-        }
-        Kind::JumpPositions => {
-            let arr = v
-                .as_array()
-                .ok_or_else(|| type_err(row, col, "an array", v))?;
-            for e in arr {
+            Kind::JumpPositions => {
                 let pos = e
                     .get("position")
                     .and_then(as_i64)
@@ -193,22 +165,14 @@ fn push_list(
                     .get("rate")
                     .and_then(as_f64)
                     .ok_or_else(|| type_err(row, col, "{position, rate}", e))?;
-                let sb = b.values();
                 if let Some(f) = sb.field_builder::<Int32Builder>(0) {
                     f.append_value(pos);
                 }
                 if let Some(f) = sb.field_builder::<Float64Builder>(1) {
                     f.append_value(rate);
                 }
-                sb.append(true);
             }
-            b.append(true);
-        }
-        Kind::SlotRevenue => {
-            let arr = v
-                .as_array()
-                .ok_or_else(|| type_err(row, col, "an array", v))?;
-            for e in arr {
+            Kind::SlotRevenue => {
                 let slot = match e.get("slot_id") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
@@ -218,19 +182,18 @@ fn push_list(
                     .get("slot_settled_revenue")
                     .and_then(as_i64)
                     .ok_or_else(|| type_err(row, col, "{slot_id, slot_settled_revenue}", e))?;
-                let sb = b.values();
                 if let Some(f) = sb.field_builder::<StringBuilder>(0) {
                     f.append_value(&slot);
                 }
                 if let Some(f) = sb.field_builder::<Int64Builder>(1) {
                     f.append_value(rev);
                 }
-                sb.append(true);
             }
-            b.append(true);
+            _ => unreachable!("a list builder is made from a list kind"),
         }
-        _ => unreachable!("a list builder is made from a list kind"),
+        sb.append(true);
     }
+    b.append(true);
     Ok(())
 }
 
