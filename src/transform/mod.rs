@@ -59,33 +59,20 @@ pub struct ApiError {
 
 /// Checks a response for an API error: a non-zero `errcode`, or `base_resp.ret`.
 pub fn api_error(v: &Value) -> Option<ApiError> {
-    let code = v.get("errcode").and_then(Value::as_i64).unwrap_or(0);
-    if code != 0 {
-        let msg = v
-            .get("errmsg")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        return Some(ApiError {
-            errcode: code,
-            errmsg: msg,
-        });
-    }
-    if let Some(b) = v.get("base_resp") {
-        let ret = b.get("ret").and_then(Value::as_i64).unwrap_or(0);
-        if ret != 0 {
-            let msg = b
-                .get("err_msg")
+    // A non-zero code in `obj[code]`, with its message from `obj[msg]`.
+    let check = |obj: &Value, code: &str, msg: &str| {
+        let errcode = obj.get(code).and_then(Value::as_i64).unwrap_or(0);
+        (errcode != 0).then(|| ApiError {
+            errcode,
+            errmsg: obj
+                .get(msg)
                 .and_then(Value::as_str)
                 .unwrap_or("")
-                .to_string();
-            return Some(ApiError {
-                errcode: ret,
-                errmsg: msg,
-            });
-        }
-    }
-    None
+                .to_string(),
+        })
+    };
+    check(v, "errcode", "errmsg")
+        .or_else(|| v.get("base_resp").and_then(|b| check(b, "ret", "err_msg")))
 }
 
 pub(crate) enum Builder {

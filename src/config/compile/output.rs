@@ -24,41 +24,47 @@ impl Compiler<'_> {
                 }
             }
         });
-        let partition = match f.get("partition") {
-            None => Some(Partition::Month),
-            Some(p) => self
-                .choice(
-                    p,
-                    "output.partition",
-                    "partition",
-                    &["day", "month", "year"],
-                )
-                .map(|c| match c {
-                    "day" => Partition::Day,
-                    "year" => Partition::Year,
-                    _ => Partition::Month,
-                }),
-        };
-        let compression = match f.get("compression") {
-            None => Some(Compression::Zstd),
-            Some(c) => self
-                .choice(
-                    c,
-                    "output.compression",
-                    "compression",
-                    &["zstd", "snappy", "none"],
-                )
-                .map(|c| match c {
-                    "snappy" => Compression::Snappy,
-                    "none" => Compression::None,
-                    _ => Compression::Zstd,
-                }),
-        };
+        use Compression as C;
+        let partition = self.named(
+            f.get("partition"),
+            "partition",
+            &[
+                ("day", Partition::Day),
+                ("month", Partition::Month),
+                ("year", Partition::Year),
+            ],
+            Partition::Month,
+        );
+        let compression = self.named(
+            f.get("compression"),
+            "compression",
+            &[("zstd", C::Zstd), ("snappy", C::Snappy), ("none", C::None)],
+            C::Zstd,
+        );
         Some(Output {
             uri: uri?,
             partition: partition?,
             compression: compression?,
         })
+    }
+}
+
+impl Compiler<'_> {
+    /// `output.<key>` as one of `table`'s names (in the order errors list them), or
+    /// `default` when absent.
+    fn named<T: Copy>(
+        &mut self,
+        n: Option<&Node>,
+        key: &str,
+        table: &[(&'static str, T)],
+        default: T,
+    ) -> Option<T> {
+        let Some(n) = n else {
+            return Some(default);
+        };
+        let names: Vec<&'static str> = table.iter().map(|(name, _)| *name).collect();
+        let c = self.choice(n, &format!("output.{key}"), key, &names)?;
+        table.iter().find(|(name, _)| *name == c).map(|(_, v)| *v)
     }
 }
 
