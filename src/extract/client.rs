@@ -224,21 +224,9 @@ impl Extractor {
 
 impl Extractor {
     /// One window of one report for one account, with every retry rule applied. Publisher
-    /// reports are paged (`page_size` 90) until a short page (see `paging`).
-    pub async fn fetch(
-        &self,
-        acct: &AccountClient,
-        report: &'static Report,
-        w: Window,
-        today: chrono::NaiveDate,
-        calls: &mut u32,
-    ) -> Result<Fetched, FetchError> {
-        self.fetch_held(acct, report, w, today, calls, &mut None)
-            .await
-    }
-
-    /// `fetch`, holding the window's share of the in-flight budget in `held` (kept until
-    /// the loader has the rows).
+    /// reports are paged (`page_size` 90) until a short page (see `paging`). The window's
+    /// share of the in-flight budget is held in `held` (kept until the loader has the rows;
+    /// `&mut None` to release it on return).
     pub async fn fetch_held(
         &self,
         acct: &AccountClient,

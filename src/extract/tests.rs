@@ -160,6 +160,12 @@ fn window() -> (&'static Report, Window, chrono::NaiveDate) {
     )
 }
 
+/// The test window fetched once through `client`.
+async fn fetch_once(ex: &Extractor, client: &AccountClient) -> Result<super::Fetched, FetchError> {
+    let (r, w, today) = window();
+    ex.fetch_held(client, r, w, today, &mut 0, &mut None).await
+}
+
 const TOKEN: &str = r#"{"access_token":"tok-123","expires_in":7200}"#;
 
 /// A redirect to another host would re-send the secret: it is not followed, and the
@@ -171,12 +177,7 @@ async fn redirects_are_not_followed() {
     let front = Fake::start(move |_, _| (302, format!("Location: {to}\r\n"), Vec::new()));
     let ex = Extractor::new(100, fast(), 1).expect("extractor");
     let client = AccountClient::new(&account(Auth::StableToken), &front.url(), None, 50, 2);
-    let (r, w, today) = window();
-    let e = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .err()
-        .expect("refused");
+    let e = fetch_once(&ex, &client).await.err().expect("refused");
     let msg = e.to_string();
     assert!(
         msg.contains("302") && msg.contains("redirect") && msg.contains("127.0.0.1"),
@@ -198,23 +199,14 @@ async fn oversized_bodies_are_refused_and_a_failed_token_source_is_remembered() 
     let fake = Fake::start(move |_, _| ok(&big));
     let ex = Extractor::new(100, fast(), 1).expect("extractor");
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let (r, w, today) = window();
-    let e = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .err()
-        .expect("refused");
+    let e = fetch_once(&ex, &client).await.err().expect("refused");
     assert!(
         matches!(&e, FetchError::TokenSource { kind: "stable_token", cause } if cause.contains("larger than 65536 bytes")),
         "{e}"
     );
     let calls = fake.seen().len();
     assert_eq!(calls, 1, "a body past its cap is not retried");
-    let again = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .err()
-        .expect("remembered");
+    let again = fetch_once(&ex, &client).await.err().expect("remembered");
     assert!(matches!(again, FetchError::TokenSource { .. }), "{again}");
     assert_eq!(fake.seen().len(), calls, "no more token attempts");
 }
@@ -236,12 +228,7 @@ async fn an_oversized_chunked_body_is_refused_at_the_cap() {
     });
     let ex = Extractor::new(100, fast(), 1).expect("extractor");
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let (r, w, today) = window();
-    let e = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .err()
-        .expect("refused");
+    let e = fetch_once(&ex, &client).await.err().expect("refused");
     assert!(e.to_string().contains("larger than 65536 bytes"), "{e}");
     // A small chunked answer still works.
     let fake = Fake::start(|line, _| {
@@ -257,10 +244,7 @@ async fn an_oversized_chunked_body_is_refused_at_the_cap() {
         )
     });
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let f = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .expect("fetched");
+    let f = fetch_once(&ex, &client).await.expect("fetched");
     assert_eq!(f.decoded.batch.num_rows(), 0);
 }
 
@@ -287,8 +271,7 @@ async fn forced_refresh_over_its_allowance_falls_back_to_the_current_token() {
     });
     let ex = Extractor::new(100, fast(), 1).expect("extractor");
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let (r, w, today) = window();
-    ex.fetch(&client, r, w, today, &mut 0)
+    fetch_once(&ex, &client)
         .await
         .expect("fetched with the fallback token");
     let seen = fake.seen();
@@ -320,22 +303,14 @@ async fn token_endpoint_minute_limit_and_quota() {
     });
     let ex = Extractor::new(100, fast(), 1).expect("extractor");
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let (r, w, today) = window();
-    let f = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .expect("fetched after 45011");
+    let f = fetch_once(&ex, &client).await.expect("fetched after 45011");
     assert_eq!(f.decoded.batch.num_rows(), 1);
     assert_eq!(n.load(Ordering::SeqCst), 3);
 
     let fake =
         Fake::start(|_, _| ok(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#));
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
-    let e = ex
-        .fetch(&client, r, w, today, &mut 0)
-        .await
-        .err()
-        .expect("failed");
+    let e = fetch_once(&ex, &client).await.err().expect("failed");
     assert!(
         matches!(&e, FetchError::TokenSource { cause, .. } if cause.contains("45009")),
         "{e:?}"

@@ -47,21 +47,8 @@ pub fn keys_of(report: &Report, batches: &[RecordBatch]) -> Result<HashSet<Vec<u
 }
 
 /// Removes rows with these keys from one partition (a keyed row that moved to another
-/// partition). Rewrites the file only if it held such a row.
-pub async fn drop_keys(
-    store: &Store,
-    report: &'static Report,
-    account: &str,
-    part: &str,
-    keys: &HashSet<Vec<u8>>,
-    compression: Compression,
-) -> Result<usize, LoadError> {
-    drop_keys_committed(store, report, account, part, keys, compression)
-        .await
-        .map(|(n, _)| n)
-}
-
-/// `drop_keys`, with the new file's rows, bytes and tag when it was rewritten.
+/// partition). Rewrites the file only if it held such a row; returns the rows removed and,
+/// when it was rewritten, the new file's rows, bytes and tag.
 pub async fn drop_keys_committed(
     store: &Store,
     report: &'static Report,

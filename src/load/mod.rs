@@ -47,7 +47,7 @@ pub(crate) use commit::commit_with_retry;
 pub use commit::{commit_fresh, commit_partition, Committed};
 pub use file::{decode_file, encode, read_table, writer_props, Fresh, PartStream, ROW_GROUP_BYTES};
 pub(crate) use keyed::commit_keyed;
-pub use keyed::{drop_keys, drop_keys_committed, keys_of};
+pub use keyed::{drop_keys_committed, keys_of};
 pub(crate) use loader::{FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
 pub use partition::{file_rel, partition_dates, partition_value, partitions_of, sort, split};
 

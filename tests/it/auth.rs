@@ -334,7 +334,7 @@ async fn an_unreachable_host_fails_over_to_the_backup_host() {
     };
     let mut calls = 0;
     let f = ex
-        .fetch(&client, r, w, d(TODAY), &mut calls)
+        .fetch_held(&client, r, w, d(TODAY), &mut calls, &mut None)
         .await
         .expect("fetched through the backup host");
     assert!(f.decoded.batch.num_rows() > 0);
