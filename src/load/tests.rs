@@ -511,33 +511,28 @@ async fn a_settlement_whose_date_moved_leaves_its_old_partition_even_one_also_wr
         Arc::new(Store::open(dir.path().to_str().expect("utf8")).expect("store")),
         "20240101T000000Z-00000001",
     );
+    // Account "a", monthly, zstd.
+    let (st, retry, log) = (&store, &retry, &log);
+    let commit = |b: RecordBatch| async move {
+        keyed::commit_keyed(
+            st,
+            r,
+            "a",
+            &[b],
+            Partition::Month,
+            Compression::Zstd,
+            retry,
+            log,
+        )
+        .await
+    };
     let first = settlements(&[("2024-03-25", "202403", 2), ("2024-03-10", "202403", 1)]);
-    let (parts, _, res) = keyed::commit_keyed(
-        &store,
-        r,
-        "a",
-        &[first],
-        Partition::Month,
-        Compression::Zstd,
-        &retry,
-        &log,
-    )
-    .await;
+    let (parts, _, res) = commit(first).await;
     res.expect("commit");
     assert_eq!(parts, vec!["month=2024-03".to_string()]);
     // The second half of March now settles in April; the first half stays in March.
     let again = settlements(&[("2024-04-02", "202403", 2), ("2024-03-10", "202403", 1)]);
-    let (parts, files, res) = keyed::commit_keyed(
-        &store,
-        r,
-        "a",
-        &[again],
-        Partition::Month,
-        Compression::Zstd,
-        &retry,
-        &log,
-    )
-    .await;
+    let (parts, files, res) = commit(again).await;
     res.expect("commit");
     assert_eq!(files, 2);
     // Both partitions were rewritten by the second pass: both are in the change log.

@@ -498,14 +498,12 @@ async fn stable(c: &reqwest::Client, base: &str, app: &str, secret: &str, force:
     post_json(c, &format!("{base}/cgi-bin/stable_token"), body).await
 }
 
+async fn get_json(c: &reqwest::Client, url: &str) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn classic(c: &reqwest::Client, base: &str, query: &str) -> Value {
-    c.get(format!("{base}/cgi-bin/token?{query}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(c, &format!("{base}/cgi-bin/token?{query}")).await
 }
 
 fn token(v: &Value) -> String {
@@ -679,14 +677,7 @@ async fn data_calls_are_validated_in_wechats_order() {
     assert_eq!(denied_call.app_id.as_deref(), Some("wxdenied01"));
     assert_eq!(denied_call.begin, Some(d("2026-03-01")));
     assert!(stats.calls.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
-    let remote: Value = c
-        .get(format!("{b}/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let remote = get_json(&c, &format!("{b}/_sim/stats")).await;
     assert_eq!(remote["data_calls_ok"]["wxgood0001"]["user_summary"], 2);
     assert_eq!(remote["calls"].as_array().unwrap().len(), stats.calls.len());
     sim.shutdown().await;
@@ -724,14 +715,7 @@ async fn tokens_follow_the_stable_and_classic_rules() {
     }
     let issued = sim.issued_tokens();
     assert_eq!(issued, vec![t1.clone(), t2.clone(), k1, k2]);
-    let remote: Value = c
-        .get(format!("{b}/_sim/tokens"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let remote = get_json(&c, &format!("{b}/_sim/tokens")).await;
     assert_eq!(remote["tokens"].as_array().unwrap().len(), 4);
     // A non-wx app_id is unknown when no accounts are configured.
     assert_eq!(errcode(&stable(&c, b, "app1", "any", false).await), 40013);
