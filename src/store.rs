@@ -634,17 +634,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path().to_str().unwrap()).unwrap();
         assert!(s.read("a/b/data.parquet").await.unwrap().is_none());
-        s.write(
-            "a/b/data.parquet",
-            Bytes::from_static(b"one"),
-            &Tag::default(),
-        )
-        .await
-        .unwrap();
-        let (_, tag) = s.read("a/b/data.parquet").await.unwrap().unwrap();
-        s.write("a/b/data.parquet", Bytes::from_static(b"two"), &tag)
-            .await
-            .unwrap();
+        overwrite(&s, "a/b/data.parquet").await;
         let (b, _) = s.read("a/b/data.parquet").await.unwrap().unwrap();
         assert_eq!(&b[..], b"two");
         assert_eq!(
@@ -664,17 +654,23 @@ mod tests {
         assert_eq!(left, vec!["data.parquet"], "no temp file left behind");
     }
 
+    /// Writes `key` as "one", then as "two" at the tag read: returns the tag of "one".
+    async fn overwrite(s: &Store, key: &str) -> Tag {
+        s.write(key, Bytes::from_static(b"one"), &Tag::default())
+            .await
+            .unwrap();
+        let (_, stale) = s.read(key).await.unwrap().unwrap();
+        s.write(key, Bytes::from_static(b"two"), &stale)
+            .await
+            .unwrap();
+        stale
+    }
+
     #[tokio::test]
     async fn local_stale_tag_conflicts_and_keeps_the_newer_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path().to_str().unwrap()).unwrap();
-        s.write("k", Bytes::from_static(b"one"), &Tag::default())
-            .await
-            .unwrap();
-        let (_, stale) = s.read("k").await.unwrap().unwrap();
-        s.write("k", Bytes::from_static(b"two"), &stale)
-            .await
-            .unwrap();
+        let stale = overwrite(&s, "k").await;
         let e = s.write("k", Bytes::from_static(b"three"), &stale).await;
         assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
         let e = s
@@ -688,13 +684,7 @@ mod tests {
     async fn local_delete_if_only_at_the_version_read() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path().to_str().unwrap()).unwrap();
-        s.write("k", Bytes::from_static(b"one"), &Tag::default())
-            .await
-            .unwrap();
-        let (_, stale) = s.read("k").await.unwrap().unwrap();
-        s.write("k", Bytes::from_static(b"two"), &stale)
-            .await
-            .unwrap();
+        let stale = overwrite(&s, "k").await;
         let e = s.delete_if("k", &stale).await;
         assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
         let (_, now) = s.read("k").await.unwrap().unwrap();
