@@ -155,6 +155,48 @@ impl Shared {
     }
 
     /// The faults decided before any validation: gateway-level ones.
+    /// A data call's arrival: recorded with its report, its fault drawn and its delay
+    /// served; an HTTP-level fault is the whole answer (`Err`).
+    async fn arrive_data(
+        &self,
+        path: &str,
+        report: Option<&'static str>,
+    ) -> Result<(usize, u64, Option<FaultKind>), Response> {
+        let (idx, n) = self.arrive(path);
+        self.update(idx, |c| c.report = report);
+        let fault = fault_at(&self.cfg, n, false);
+        self.update(idx, |c| c.fault = fault);
+        self.delay(fault).await;
+        match self.http_fault(idx, fault) {
+            Some(r) => Err(r),
+            None => Ok((idx, n, fault)),
+        }
+    }
+
+    /// A data call's answer (the body or the errcode), cut in half under `Truncated`,
+    /// recorded as done.
+    fn answer_data(
+        &self,
+        idx: usize,
+        n: u64,
+        fault: Option<FaultKind>,
+        result: Result<Vec<u8>, i64>,
+    ) -> Response {
+        let (mut bytes, code) = match result {
+            Ok(bytes) => (bytes, 0),
+            Err(code) => (self.error_bytes(n, code), code),
+        };
+        let code = if fault == Some(FaultKind::Truncated) {
+            // Content-Length follows the cut body: valid HTTP, invalid JSON.
+            bytes.truncate(bytes.len() / 2);
+            HTTP_FAULT
+        } else {
+            code
+        };
+        self.done(idx, code);
+        json_response(StatusCode::OK, bytes)
+    }
+
     fn http_fault(&self, idx: usize, fault: Option<FaultKind>) -> Option<Response> {
         match fault {
             Some(FaultKind::Http5xx) => {
@@ -571,27 +613,12 @@ async fn datacube(
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     };
-    let (idx, n) = sh.arrive(&path);
-    sh.update(idx, |c| c.report = Some(report.id));
-    let fault = fault_at(&sh.cfg, n, false);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
-        return r;
-    }
-    let (mut bytes, code) = match answer(&sh, idx, report, method, raw.as_deref(), &body, fault) {
-        Ok(bytes) => (bytes, 0),
-        Err(code) => (sh.error_bytes(n, code), code),
+    let (idx, n, fault) = match sh.arrive_data(&path, Some(report.id)).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
-    let code = if fault == Some(FaultKind::Truncated) {
-        // Content-Length follows the cut body: valid HTTP, invalid JSON.
-        bytes.truncate(bytes.len() / 2);
-        HTTP_FAULT
-    } else {
-        code
-    };
-    sh.done(idx, code);
-    json_response(StatusCode::OK, bytes)
+    let result = answer(&sh, idx, report, method, raw.as_deref(), &body, fault);
+    sh.answer_data(idx, n, fault, result)
 }
 
 /// `GET /publisher/stat?action=...` (reference §2.6): paged with page/page_size (at most
@@ -601,14 +628,13 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
     let q = query(raw.as_deref());
     let action = q.get("action").cloned().unwrap_or_default();
     let report = catalog::PUBLISHER.iter().find(|r| r.api == action);
-    let (idx, n) = sh.arrive("/publisher/stat");
-    sh.update(idx, |c| c.report = report.map(|r| r.id));
-    let fault = fault_at(&sh.cfg, n, false);
-    sh.update(idx, |c| c.fault = fault);
-    sh.delay(fault).await;
-    if let Some(r) = sh.http_fault(idx, fault) {
-        return r;
-    }
+    let (idx, n, fault) = match sh
+        .arrive_data("/publisher/stat", report.map(|r| r.id))
+        .await
+    {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let bad = |msg: &str| {
         json!({"base_resp": {"ret": -202, "err_msg": msg}})
             .to_string()
@@ -636,32 +662,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
                 .as_ref(),
         );
         let end = strict_date(q.get("end_date").map(|s| Value::String(s.clone())).as_ref());
-        sh.update(idx, |c| {
-            c.begin = begin;
-            c.end = end;
-        });
-        let (Some(begin), Some(end)) = (begin, end) else {
-            return Err(61500);
-        };
-        let today = sh.today();
-        let span = sh.cfg.spans.get(report.id).copied().unwrap_or(report.span);
-        if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
-            return Err(61501);
-        }
-        if sh.cfg.denies(&app_id, report) {
-            return Err(48001);
-        }
-        if let Some(limit) = sh.cfg.daily_quota {
-            let mut st = sh.lock();
-            let used = st
-                .quota
-                .entry((app_id.clone(), report.id, today))
-                .or_insert(0);
-            if *used >= limit {
-                return Err(45009);
-            }
-            *used += 1;
-        }
+        let (begin, end, today) = admit(&sh, idx, report, &app_id, begin, end)?;
         let whole = respond(&sh.cfg, today, report, &app_id, begin, end);
         let key = match report.protocol() {
             catalog::Protocol::Publisher { list } => list,
@@ -671,18 +672,7 @@ async fn publisher_stat(State(sh): Sh, method: Method, RawQuery(raw): RawQuery) 
             .to_string()
             .into_bytes())
     })();
-    let (mut bytes, code) = match result {
-        Ok(b) => (b, 0),
-        Err(code) => (sh.error_bytes(n, code), code),
-    };
-    let code = if fault == Some(FaultKind::Truncated) {
-        bytes.truncate(bytes.len() / 2);
-        HTTP_FAULT
-    } else {
-        code
-    };
-    sh.done(idx, code);
-    json_response(StatusCode::OK, bytes)
+    sh.answer_data(idx, n, fault, result)
 }
 
 /// The data call's token (41001 / 40001 / 42001), then the errcode faults that strike after
@@ -718,6 +708,50 @@ fn authorize(
     }
 }
 
+/// The checks both data endpoints make once the dates are read, in WeChat's order: dates
+/// present (61500), within the span and before today (61501), a retired legacy report
+/// (47009; publisher reports are never legacy), access (48001), the daily quota (45009;
+/// the call is counted). Returns the window and today.
+fn admit(
+    sh: &Shared,
+    idx: usize,
+    report: &'static Report,
+    app_id: &str,
+    begin: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> Result<(NaiveDate, NaiveDate, NaiveDate), i64> {
+    sh.update(idx, |c| {
+        c.begin = begin;
+        c.end = end;
+    });
+    let (Some(begin), Some(end)) = (begin, end) else {
+        return Err(61500);
+    };
+    let today = sh.today();
+    let span = sh.cfg.spans.get(report.id).copied().unwrap_or(report.span);
+    if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
+        return Err(61501);
+    }
+    if sh.cfg.legacy_retired && report.status == Status::Legacy {
+        return Err(47009);
+    }
+    if sh.cfg.denies(app_id, report) {
+        return Err(48001);
+    }
+    if let Some(limit) = sh.cfg.daily_quota {
+        let mut st = sh.lock();
+        let used = st
+            .quota
+            .entry((app_id.to_owned(), report.id, today))
+            .or_insert(0);
+        if *used >= limit {
+            return Err(45009);
+        }
+        *used += 1;
+    }
+    Ok((begin, end, today))
+}
+
 /// WeChat's validation order (reference §8.1), then the rows: the success body or the
 /// errcode.
 fn answer(
@@ -743,35 +777,7 @@ fn answer(
     }
     let begin = strict_date(v.get("begin_date"));
     let end = strict_date(v.get("end_date"));
-    sh.update(idx, |c| {
-        c.begin = begin;
-        c.end = end;
-    });
-    let (Some(begin), Some(end)) = (begin, end) else {
-        return Err(61500);
-    };
-    let today = sh.today();
-    let span = sh.cfg.spans.get(report.id).copied().unwrap_or(report.span);
-    if begin > end || (end - begin).num_days() >= i64::from(span) || end >= today {
-        return Err(61501);
-    }
-    if sh.cfg.legacy_retired && report.status == Status::Legacy {
-        return Err(47009);
-    }
-    if sh.cfg.denies(&app_id, report) {
-        return Err(48001);
-    }
-    if let Some(limit) = sh.cfg.daily_quota {
-        let mut st = sh.lock();
-        let used = st
-            .quota
-            .entry((app_id.clone(), report.id, today))
-            .or_insert(0);
-        if *used >= limit {
-            return Err(45009);
-        }
-        *used += 1;
-    }
+    let (begin, end, today) = admit(sh, idx, report, &app_id, begin, end)?;
     Ok(respond(&sh.cfg, today, report, &app_id, begin, end)
         .to_string()
         .into_bytes())
