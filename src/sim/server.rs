@@ -448,18 +448,37 @@ fn body_field(parsed: &Option<Value>, k: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A POST token call's arrival: recorded with the app id from `app_key` of its JSON body,
+/// its token-endpoint fault served, then POST required (43002). Returns the call's index
+/// and number, the parsed body and the app id.
+async fn arrive_post_token(
+    sh: &Shared,
+    path: &str,
+    method: &Method,
+    body: &[u8],
+    app_key: &str,
+) -> Result<(usize, u64, Option<Value>, Option<String>), Response> {
+    let (idx, n) = sh.arrive(path);
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let app = body_field(&parsed, app_key);
+    sh.update(idx, |c| c.app_id = app.clone());
+    if let Some(r) = token_fault(sh, idx, n).await {
+        return Err(r);
+    }
+    if *method != Method::POST {
+        return Err(sh.error(idx, n, 43002));
+    }
+    Ok((idx, n, parsed, app))
+}
+
 /// `POST /cgi-bin/component/api_component_token` (reference §5.3).
 async fn component_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
-    let (idx, n) = sh.arrive("/cgi-bin/component/api_component_token");
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let appid = body_field(&parsed, "component_appid");
-    sh.update(idx, |c| c.app_id = appid.clone());
-    if let Some(r) = token_fault(&sh, idx, n).await {
-        return r;
-    }
-    if method != Method::POST {
-        return sh.error(idx, n, 43002);
-    }
+    let path = "/cgi-bin/component/api_component_token";
+    let (idx, n, parsed, appid) =
+        match arrive_post_token(&sh, path, &method, &body, "component_appid").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let Some(appid) = appid else {
         return sh.error(idx, n, 41002);
     };
@@ -507,16 +526,12 @@ async fn authorizer_token(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    let (idx, n) = sh.arrive("/cgi-bin/component/api_authorizer_token");
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let authorizer = body_field(&parsed, "authorizer_appid");
-    sh.update(idx, |c| c.app_id = authorizer.clone());
-    if let Some(r) = token_fault(&sh, idx, n).await {
-        return r;
-    }
-    if method != Method::POST {
-        return sh.error(idx, n, 43002);
-    }
+    let path = "/cgi-bin/component/api_authorizer_token";
+    let (idx, n, parsed, authorizer) =
+        match arrive_post_token(&sh, path, &method, &body, "authorizer_appid").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let q = query(raw.as_deref());
     let Some(ctoken) = q.get("component_access_token").filter(|t| !t.is_empty()) else {
         return sh.error(idx, n, 41001);
@@ -553,17 +568,12 @@ async fn authorizer_token(
 }
 
 async fn stable_token(State(sh): Sh, method: Method, body: Bytes) -> Response {
-    let (idx, n) = sh.arrive("/cgi-bin/stable_token");
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let (idx, n, parsed, _) =
+        match arrive_post_token(&sh, "/cgi-bin/stable_token", &method, &body, "appid").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let field = |k: &str| body_field(&parsed, k);
-    let app = field("appid");
-    sh.update(idx, |c| c.app_id = app.clone());
-    if let Some(r) = token_fault(&sh, idx, n).await {
-        return r;
-    }
-    if method != Method::POST {
-        return sh.error(idx, n, 43002);
-    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return sh.error(idx, n, 44002);
     }
