@@ -97,6 +97,21 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().to_str().unwrap()).unwrap();
     let r = catalog::find("upstream_msg").unwrap();
+    // One window's rows into account "a", January 2025.
+    let st = &store;
+    let commit = |window: Window, b: RecordBatch| async move {
+        commit_partition(
+            st,
+            r,
+            "a",
+            "month=2025-01",
+            &[window],
+            &[b],
+            Compression::Zstd,
+        )
+        .await
+        .unwrap()
+    };
     let b1 = decode(
         r,
         br#"{"list":[{"ref_date":"2025-01-02","msg_type":2,"msg_user":1,"msg_count":1},
@@ -104,17 +119,7 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
     )
     .unwrap()
     .batch;
-    commit_partition(
-        &store,
-        r,
-        "a",
-        "month=2025-01",
-        &[w("2025-01-01", "2025-01-02")],
-        &[b1],
-        Compression::Zstd,
-    )
-    .await
-    .unwrap();
+    commit(w("2025-01-01", "2025-01-02"), b1).await;
     // Re-fetch of 01-02 only: 01-01 stays, 01-02 replaced, no duplicates.
     let b2 = decode(
         r,
@@ -122,17 +127,7 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
     )
     .unwrap()
     .batch;
-    let c = commit_partition(
-        &store,
-        r,
-        "a",
-        "month=2025-01",
-        &[w("2025-01-02", "2025-01-02")],
-        &[b2],
-        Compression::Zstd,
-    )
-    .await
-    .unwrap();
+    let c = commit(w("2025-01-02", "2025-01-02"), b2).await;
     assert_eq!(c.rows, 2);
     let t = read_table(&store, r, "a").await.unwrap().unwrap();
     let users = t
