@@ -11,6 +11,7 @@ pub mod config;
 pub mod dates;
 pub mod error;
 pub mod extract;
+pub mod hive;
 pub mod layout;
 pub mod lease;
 pub mod load;
