@@ -1,4 +1,4 @@
-//! Where rows go: the Hive folder of a date, a batch split by partition, rows sorted by the
+//! Where rows go: a batch split by partition (folders named by `crate::hive`), rows sorted by the
 //! report's natural key.
 
 use std::cmp::Ordering;
