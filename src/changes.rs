@@ -664,15 +664,6 @@ pub async fn list(store: &Store, since: &Since) -> Result<Listing, ChangesError>
     })
 }
 
-/// The latest version of each partition among `changes` (a loader applies each once).
-pub fn latest(changes: &[Change]) -> Vec<&Change> {
-    let mut m: BTreeMap<&str, &Change> = BTreeMap::new();
-    for c in changes {
-        m.insert(&c.path, c);
-    }
-    m.into_values().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
