@@ -33,6 +33,8 @@ export WXCUBE_TEST_S3=1 WXCUBE_TEST_PYTHON="$PWD/$VENV/bin/python"
 AIRFLOW_VENV=${AIRFLOW_VENV:-$HOME/.cache/airflow-venv}
 if [ -x "$AIRFLOW_VENV/bin/airflow" ]; then export WXCUBE_TEST_AIRFLOW_PYTHON="$AIRFLOW_VENV/bin/python"; fi
 
+# The shape ARCHITECTURE.md promises: no import cycle, no function over 120 lines.
+python3 scripts/structure.py src
 $CARGO test --lib --bins --tests -- --test-threads=2
 # The benchmarks run once each as smoke tests (criterion's harness takes no test flags).
 $CARGO test --benches

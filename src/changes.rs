@@ -25,8 +25,17 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::load::{self, Committed};
+use crate::hive;
 use crate::store::{Store, StoreError};
+
+/// What one commit wrote, as the change log records it.
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    pub rows: usize,
+    pub bytes: usize,
+    /// The new object's ETag or version id, where the store gives one.
+    pub etag: Option<String>,
+}
 
 pub const DIR: &str = "_wxcube/changes";
 /// How far back `next_since` reaches before the listing time.
@@ -86,7 +95,7 @@ impl Record {
             table: e.table.clone(),
             account: e.account.clone(),
             partition: e.partition.clone(),
-            path: load::file_rel(&e.table, &e.account, &e.partition),
+            path: hive::file_rel(&e.table, &e.account, &e.partition),
             rows: e.rows,
             bytes: e.bytes,
             etag: e.etag.clone(),
@@ -653,15 +662,6 @@ pub async fn list(store: &Store, since: &Since) -> Result<Listing, ChangesError>
         next_since: next,
         changes,
     })
-}
-
-/// The latest version of each partition among `changes` (a loader applies each once).
-pub fn latest(changes: &[Change]) -> Vec<&Change> {
-    let mut m: BTreeMap<&str, &Change> = BTreeMap::new();
-    for c in changes {
-        m.insert(&c.path, c);
-    }
-    m.into_values().collect()
 }
 
 #[cfg(test)]

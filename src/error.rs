@@ -96,12 +96,6 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<crate::run::RunError> for Failure {
-    fn from(e: crate::run::RunError) -> Self {
-        Failure::new(e.exit_code(), e)
-    }
-}
-
 /// An error and its sources, each once: a source whose text its parent already shows
 /// (many messages name their cause) is not repeated.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {

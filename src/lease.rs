@@ -116,7 +116,6 @@ struct Held {
 /// The leases a run holds, renewed in the background until released.
 pub struct Leases {
     store: Arc<Store>,
-    cfg: Config,
     held: Arc<tokio::sync::Mutex<BTreeMap<String, Held>>>,
     /// Accounts whose lease was taken over, with the message to fail them with.
     lost: Arc<Mutex<BTreeMap<String, String>>>,
@@ -258,7 +257,6 @@ impl Leases {
         }
         let mut leases = Leases {
             store,
-            cfg,
             held: Arc::new(tokio::sync::Mutex::new(held)),
             lost: Arc::new(Mutex::new(BTreeMap::new())),
             keeper: None,
@@ -302,10 +300,6 @@ impl Leases {
             .into_values()
             .collect();
         release_docs(&self.store, docs).await;
-    }
-
-    pub fn length(&self) -> Duration {
-        self.cfg.length
     }
 }
 

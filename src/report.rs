@@ -7,7 +7,6 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::changes;
-use crate::error::ExitCode;
 use crate::extract::Counters;
 use crate::plan::Plan;
 use crate::window::Window;
@@ -90,10 +89,4 @@ pub struct RunReport {
     /// Every partition the run committed (also in the change log, `_wxcube/changes/`).
     #[serde(default)]
     pub changes: Vec<changes::Change>,
-}
-
-impl RunReport {
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from_code(self.exit_code)
-    }
 }

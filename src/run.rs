@@ -76,6 +76,12 @@ impl RunError {
     }
 }
 
+impl From<RunError> for crate::error::Failure {
+    fn from(e: RunError) -> Self {
+        crate::error::Failure::new(e.exit_code(), e)
+    }
+}
+
 /// Resolves `--accounts` / `--reports` against the pipeline.
 pub fn select(
     p: &Pipeline,

@@ -218,7 +218,7 @@ impl ReportState {
             let mut d = r.begin;
             while d <= r.end {
                 let gone = |x: NaiveDate| {
-                    let pv = crate::load::partition_value(p, x);
+                    let pv = crate::hive::partition_value(p, x);
                     parts.contains(&pv) && !present.contains(&pv)
                 };
                 if gone(d) || (widen > 0 && gone(d + Duration::days(widen))) {

@@ -8,22 +8,16 @@ use bytes::Bytes;
 
 use super::file::{decode_file, merge_encode, Fresh};
 use super::keyed::{dedupe_by_key, key_rows};
-use super::partition::{file_rel, partition_dates, ref_dates, sort};
+use super::partition::{ref_dates, sort};
 use super::LoadError;
 use crate::catalog::{from_date32, schema};
 use crate::catalog::{Replace, Report};
+use crate::changes::Committed;
 use crate::extract::RetryPolicy;
+use crate::hive::{file_rel, partition_dates};
 use crate::pipeline::Compression;
 use crate::store::{update_cas, Cas, Store, StoreError, Tag};
 use crate::window::Window;
-
-#[derive(Debug, Default, Clone)]
-pub struct Committed {
-    pub rows: usize,
-    pub bytes: usize,
-    /// The new object's ETag or version id, where the store gives one.
-    pub etag: Option<String>,
-}
 
 /// Rewrites one partition: old rows outside `windows` + `fresh`, sorted, atomically.
 pub async fn commit_partition(

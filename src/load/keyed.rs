@@ -7,14 +7,16 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 
-use super::commit::{commit_with_retry, stored_rows, Committed};
+use super::commit::{commit_with_retry, stored_rows};
 use super::file::{merge_encode, Fresh};
-use super::partition::{file_rel, split};
+use super::partition::split;
 use super::LoadError;
 use crate::catalog::schema;
 use crate::catalog::Report;
 use crate::changes;
+use crate::changes::Committed;
 use crate::extract::RetryPolicy;
+use crate::hive::file_rel;
 use crate::pipeline::{Compression, Partition};
 use crate::store::{update_cas, Cas, Store};
 

@@ -43,13 +43,15 @@ use chrono::NaiveDate;
 
 use crate::store::StoreError;
 
+pub use crate::changes::Committed;
+pub use crate::hive::{file_rel, partition_dates, partition_value, partitions_of};
 pub(crate) use commit::commit_with_retry;
-pub use commit::{commit_fresh, commit_partition, Committed};
+pub use commit::{commit_fresh, commit_partition};
 pub use file::{decode_file, encode, read_table, writer_props, Fresh, PartStream, ROW_GROUP_BYTES};
 pub(crate) use keyed::commit_keyed;
 pub use keyed::{drop_keys_committed, keys_of};
 pub(crate) use loader::{FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
-pub use partition::{file_rel, partition_dates, partition_value, partitions_of, sort, split};
+pub use partition::{sort, split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
