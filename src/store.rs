@@ -24,10 +24,13 @@
 //!   per partition, which ext4 without a journal allocates slowly); the
 //!   tag is the file's identity (device, inode, size, mtime), new on every rename. Writers of
 //!   one object may also serialise a whole read-modify-write with `lock()`, so on disk a
-//!   conflict is the exception, not the rule. Locks live under `_wxcube/locks/`.
+//!   conflict is the exception, not the rule. Locks live under `_wxcube/locks/`; a store
+//!   opens each once and then only flocks it (`store/lock.rs`).
 
 mod cas;
+mod lock;
 pub use cas::{update_cas, Cas, CAS_ATTEMPTS};
+pub use lock::LockGuard;
 
 use std::io::{Read, Write};
 use std::path::{Path as FsPath, PathBuf};
@@ -145,6 +148,7 @@ impl FileId {
 pub enum Store {
     Local {
         root: PathBuf,
+        locks: Arc<lock::Locks>,
     },
     Remote {
         store: Arc<dyn ObjectStore>,
@@ -264,12 +268,13 @@ impl Store {
         let local = uri.strip_prefix("file://").unwrap_or(uri);
         Ok(Store::Local {
             root: PathBuf::from(local),
+            locks: Arc::default(),
         })
     }
 
     pub fn describe(&self, rel: &str) -> String {
         match self {
-            Store::Local { root } => root.join(rel).display().to_string(),
+            Store::Local { root, .. } => root.join(rel).display().to_string(),
             Store::Remote { uri, .. } => format!("{uri}/{rel}"),
         }
     }
@@ -285,7 +290,7 @@ impl Store {
     /// Reads an object; `None` if it does not exist.
     pub async fn read(&self, rel: &str) -> Result<Option<(Bytes, Tag)>, StoreError> {
         match self {
-            Store::Local { root } => {
+            Store::Local { root, .. } => {
                 let path = root.join(rel);
                 tokio::task::spawn_blocking(move || read_local(&path))
                     .await
@@ -337,11 +342,14 @@ impl Store {
 
     async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<Tag, StoreError> {
         match self {
-            Store::Local { root } => {
+            Store::Local { root, locks } => {
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.cloned());
-                tokio::task::spawn_blocking(move || write_local(&root, &rel_s, &bytes, want))
-                    .await
-                    .map_err(joined("write", rel))?
+                let locks = locks.clone();
+                tokio::task::spawn_blocking(move || {
+                    write_local(&root, &locks, &rel_s, &bytes, want)
+                })
+                .await
+                .map_err(joined("write", rel))?
             }
             Store::Remote { store, prefix, .. } => {
                 let p = Self::obj(prefix, rel);
@@ -391,9 +399,10 @@ impl Store {
     /// it), and the dates are reopened in state before, so even then they are fetched again.
     pub async fn delete_if(&self, rel: &str, tag: &Tag) -> Result<(), StoreError> {
         match self {
-            Store::Local { root } => {
+            Store::Local { root, locks } => {
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.clone());
-                tokio::task::spawn_blocking(move || delete_local(&root, &rel_s, &want))
+                let locks = locks.clone();
+                tokio::task::spawn_blocking(move || delete_local(&root, &locks, &rel_s, &want))
                     .await
                     .map_err(joined("delete", rel))?
             }
@@ -423,7 +432,7 @@ impl Store {
     /// `a/x`, not `ab/x`), sorted.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>, StoreError> {
         match self {
-            Store::Local { root } => {
+            Store::Local { root, .. } => {
                 let base = root.join(rel_prefix);
                 let root = root.clone();
                 tokio::task::spawn_blocking(move || {
@@ -457,16 +466,30 @@ impl Store {
         }
     }
 
-    /// Serialises local writers of `rel` (across processes) for a whole read-modify-write.
-    /// Remote stores rely on the conditional write alone and get no lock.
-    pub async fn lock(&self, rel: &str) -> Result<Option<std::fs::File>, StoreError> {
-        let Store::Local { root } = self else {
+    /// Serialises local writers of `rel` (across processes and within this one) for a
+    /// whole read-modify-write. Remote stores rely on the conditional write alone and get
+    /// no lock.
+    pub async fn lock(&self, rel: &str) -> Result<Option<LockGuard>, StoreError> {
+        let Store::Local { root, locks } = self else {
             return Ok(None);
         };
-        let path = lock_path(root, rel);
-        tokio::task::spawn_blocking(move || lock_file(&path).map(Some))
-            .await
-            .map_err(joined("lock", rel))?
+        let (guard, ()) = locks.lock_then(lock_path(root, rel), || Ok(())).await?;
+        Ok(Some(guard))
+    }
+
+    /// `lock`, then `read`: on disk both in one blocking call.
+    pub async fn lock_read(
+        &self,
+        rel: &str,
+    ) -> Result<(Option<LockGuard>, Option<(Bytes, Tag)>), StoreError> {
+        let Store::Local { root, locks } = self else {
+            return Ok((None, self.read(rel).await?));
+        };
+        let path = root.join(rel);
+        let (guard, read) = locks
+            .lock_then(lock_path(root, rel), move || read_local(&path))
+            .await?;
+        Ok((Some(guard), read))
     }
 }
 
@@ -476,19 +499,6 @@ const COMMIT_LOCK: &str = "_wxcube/locks/commit.lock";
 fn lock_path(root: &FsPath, rel: &str) -> PathBuf {
     root.join("_wxcube/locks")
         .join(format!("{}.lock", rel.replace('/', "~")))
-}
-
-fn lock_file(path: &FsPath) -> Result<std::fs::File, StoreError> {
-    let f = in_folder(path, |p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(p)
-    })
-    .map_err(io("open", path))?;
-    f.lock().map_err(io("lock", path))?;
-    Ok(f)
 }
 
 /// Creates a file with `create`, making its folder only if it is missing: folders exist
@@ -560,6 +570,7 @@ fn current_version(path: &FsPath) -> Result<Version, StoreError> {
 
 fn write_local(
     root: &FsPath,
+    locks: &lock::Locks,
     rel: &str,
     bytes: &[u8],
     want: Option<Tag>,
@@ -579,7 +590,7 @@ fn write_local(
         drop(f);
         let version = {
             // Check and swap under one lock; held only for a stat and a rename.
-            let _guard = lock_file(&root.join(COMMIT_LOCK))?;
+            let _guard = locks.commit(&root.join(COMMIT_LOCK))?;
             if let Some(want) = &want {
                 if current_version(&path)? != want.0 {
                     return Err(StoreError::Conflict {
@@ -602,10 +613,15 @@ fn write_local(
     result
 }
 
-fn delete_local(root: &FsPath, rel: &str, want: &Tag) -> Result<(), StoreError> {
+fn delete_local(
+    root: &FsPath,
+    locks: &lock::Locks,
+    rel: &str,
+    want: &Tag,
+) -> Result<(), StoreError> {
     let path = root.join(rel);
     {
-        let _guard = lock_file(&root.join(COMMIT_LOCK))?;
+        let _guard = locks.commit(&root.join(COMMIT_LOCK))?;
         match current_version(&path)? {
             Version::Absent => return Ok(()),
             v if v != want.0 => {

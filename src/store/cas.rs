@@ -37,9 +37,14 @@ where
     Fut: Future<Output = Result<Cas<T>, E>>,
     E: From<StoreError>,
 {
-    let _guard = store.lock(rel).await?;
+    // The first read comes with the lock, in one blocking call on disk.
+    let (_guard, first) = store.lock_read(rel).await?;
+    let mut first = Some(first);
     for _ in 0..CAS_ATTEMPTS {
-        let read = store.read(rel).await?;
+        let read = match first.take() {
+            Some(read) => read,
+            None => store.read(rel).await?,
+        };
         let tag = read.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
         match decide(read).await? {
             Cas::Keep(v) => return Ok((v, None)),
