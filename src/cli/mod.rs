@@ -25,10 +25,15 @@ pub const EXIT_PARTIAL: i32 = ExitCode::Partial as i32;
 
 pub fn main_with(cli: Cli) -> ExitCode {
     logging::init_logging(args::common(&cli.command));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `run` on one thread (file work still goes to the blocking pool): its async work is
+    // waits, hand-offs and decode, and a wake-up on the same thread is no futex call to
+    // another. Workload R: 11 % less client CPU than on two workers; full_365: 5 % less
+    // CPU, 15 % less peak RSS, 5 % more wall while the simulator shares the two cores.
+    let mut builder = match cli.command {
+        Command::Run { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
