@@ -363,27 +363,8 @@ impl Log {
         account: &str,
         partitions: &[String],
     ) -> Result<Batch, StoreError> {
-        let now = crate::clock::utc();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let record = Record {
-            version: 1,
-            run_id: self.run_id.clone(),
-            seq,
-            status: "pending".into(),
-            recorded_at: now,
-            committed_at: None,
-            partitions: partitions
-                .iter()
-                .map(|p| Entry {
-                    table: table.into(),
-                    account: account.into(),
-                    partition: p.clone(),
-                    rows: None,
-                    bytes: None,
-                    etag: None,
-                })
-                .collect(),
-        };
+        let record = self.pending_record(table, account, partitions);
+        let (now, seq) = (record.recorded_at, record.seq);
         let (table, account) = (table.to_string(), account.to_string());
         if record.partitions.is_empty() {
             return Ok(Batch {
