@@ -1,42 +1,26 @@
-//! Local locks that stay open: the same files under `_wxcube/locks/` as ever (one per
-//! object, and `commit.lock`), but each opened once per store and then only flocked and
-//! unlocked, so an update pays two flock calls instead of an open (or create), a flock and
-//! a close. flock does not exclude users of one open file from each other, so inside the
-//! process a mutex per file does that; across processes the flock does, as before (and
-//! against older wxcube releases, which lock the same files).
+//! Local locks: the same files under `_wxcube/locks/` as ever (one per object, and
+//! `commit.lock`). An object's lock file is opened for each update and closed when its
+//! guard drops: every holder has its own open file, so flock excludes writers in this
+//! process as well as in others (and older wxcube releases, which lock the same files),
+//! and nothing stays open however many partitions a run touches. Only `commit.lock`,
+//! which every local write takes, stays open for the store's life.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use super::{in_folder, io, StoreError};
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<File>>>>;
-
-/// The open lock files of one store.
+/// The open `commit.lock` of one store.
 #[derive(Default)]
 pub struct Locks {
-    objects: Mutex<HashMap<PathBuf, Slot>>,
     commit: Mutex<Option<File>>,
 }
 
-/// Holds one object's lock (in the process and across processes) until dropped.
-pub struct LockGuard {
-    _flock: Flocked,
-    _held: tokio::sync::OwnedMutexGuard<Option<Arc<File>>>,
-}
-
-/// A flock held on a cached file; dropping it unlocks (also when the blocking call that
-/// took it finishes after its caller gave up).
-struct Flocked(Arc<File>);
-
-impl Drop for Flocked {
-    fn drop(&mut self) {
-        // LOCK_UN on an open file has no failure to act on.
-        let _ = self.0.unlock();
-    }
-}
+/// Holds one object's lock (in the process and across processes) until dropped: closing
+/// the file releases the flock, also when the blocking call that took it finishes after
+/// its caller gave up.
+pub struct LockGuard(#[allow(dead_code)] File);
 
 /// Holds `commit.lock` until dropped.
 pub(super) struct CommitGuard<'a>(MutexGuard<'a, Option<File>>);
@@ -44,6 +28,7 @@ pub(super) struct CommitGuard<'a>(MutexGuard<'a, Option<File>>);
 impl Drop for CommitGuard<'_> {
     fn drop(&mut self) {
         if let Some(f) = self.0.as_ref() {
+            // LOCK_UN on an open file has no failure to act on.
             let _ = f.unlock();
         }
     }
@@ -68,36 +53,19 @@ impl Locks {
         path: PathBuf,
         then: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(LockGuard, T), StoreError> {
-        let slot = {
-            let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-            objects.entry(path.clone()).or_default().clone()
-        };
-        let mut held = slot.lock_owned().await;
-        let cached = held.clone();
         let what = path.display().to_string();
-        let (file, out) = tokio::task::spawn_blocking(move || {
-            let file = match cached {
-                Some(f) => f,
-                None => Arc::new(open(&path)?),
-            };
+        tokio::task::spawn_blocking(move || {
+            let file = open(&path)?;
             file.lock().map_err(io("lock", &path))?;
-            let flock = Flocked(file);
-            then().map(|out| (flock, out))
+            let guard = LockGuard(file);
+            then().map(|out| (guard, out))
         })
         .await
         .map_err(|e| StoreError::Io {
             op: "lock",
             path: what,
             source: std::io::Error::other(e),
-        })??;
-        *held = Some(file.0.clone());
-        Ok((
-            LockGuard {
-                _flock: file,
-                _held: held,
-            },
-            out,
-        ))
+        })?
     }
 
     /// Locks `commit.lock` at `path` (blocking: call from a blocking thread).
@@ -129,20 +97,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cached_lock_excludes_this_process_and_others_until_dropped() {
+    async fn a_lock_excludes_this_process_and_others_until_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path().to_str().expect("utf8")).expect("store");
         let file = dir.path().join("_wxcube/locks/t~p~data.parquet.lock");
         for _ in 0..2 {
-            // The second round reuses the open file: it must lock just the same.
             let held = s.lock("t/p/data.parquet").await.expect("lock");
             assert!(held.is_some());
             assert!(!free_for_another_process(&file));
             drop(held);
             assert!(free_for_another_process(&file));
         }
-        // A second writer in this process shares the open file, so only the in-process
-        // lock keeps it out: it gets the lock after the first lets go, never before.
+        // A second writer in this process gets the lock after the first lets go, never
+        // before.
         let s = Arc::new(s);
         let order = Arc::new(Mutex::new(Vec::new()));
         let held = s.lock("t/p/data.parquet").await.expect("lock");
