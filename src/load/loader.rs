@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration as Elapsed, Instant};
+use std::time::Duration as Elapsed;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Date32Type;
@@ -19,6 +19,7 @@ use crate::catalog::from_date32;
 use crate::catalog::{Replace, Report};
 use crate::changes;
 use crate::clock::Clock;
+use crate::clock::Instant;
 use crate::extract::RetryPolicy;
 use crate::pipeline::{Compression, Partition};
 use crate::plan::{self, Plan};
@@ -135,6 +136,8 @@ pub(crate) struct Loader {
     /// stalls the fetching; the loader only does bookkeeping.
     slots: Arc<Semaphore>,
     jobs: JoinSet<Done>,
+    /// Of `jobs`, the STATE_EVERY timers (they do not keep the loop alive).
+    timers: usize,
     /// Windows may still arrive.
     fetching: bool,
     fatal: Option<FatalError>,
@@ -168,6 +171,8 @@ struct Tracker {
     /// When its last state write started (none yet: the first commit is recorded at once,
     /// so a run cut short early still leaves what it committed in state).
     state_written: Option<Instant>,
+    /// A timer job is due to write the state held back by STATE_EVERY.
+    flush_armed: bool,
     /// Calls already counted against the daily budget by the state writes: the last write
     /// of a task usually counts them all, so the closing bookkeeping needs no write of its own.
     calls_recorded: u64,
@@ -204,6 +209,7 @@ impl Loader {
                 state_busy: false,
                 commits_running: 0,
                 state_written: None,
+                flush_armed: false,
                 calls_recorded: 0,
                 stop: None,
             };
@@ -230,6 +236,7 @@ impl Loader {
             tasks: trackers,
             slots: Arc::new(Semaphore::new(COMMITS_IN_FLIGHT)),
             jobs: JoinSet::new(),
+            timers: 0,
             fetching: true,
             fatal: None,
         }
@@ -238,7 +245,7 @@ impl Loader {
     /// Takes windows until the extract stage is done and every commit and state write has
     /// finished. On a fatal error the fetch workers are stopped (`workers`).
     pub async fn receive(&mut self, mut rx: mpsc::Receiver<Msg>, workers: &[AbortHandle]) {
-        while self.fetching || !self.jobs.is_empty() {
+        while self.fetching || !self.only_timers() {
             tokio::select! {
                 msg = rx.recv(), if self.fetching => match msg {
                     Some(msg) => self.arrive(msg).await,
@@ -254,15 +261,23 @@ impl Loader {
             }
             // State held back and nothing left to wake the loop: wake it to write that.
             if !self.fetching
-                && self.jobs.is_empty()
+                && self.only_timers()
                 && self
                     .tasks
                     .iter()
                     .any(|t| !t.state_busy && !t.to_record.is_empty())
             {
-                self.jobs.spawn(async { Done::Flush });
+                self.jobs.spawn(async { Done::Flush(None) });
             }
         }
+        // Every state is written by now; what is left are timers for nothing.
+        self.jobs.abort_all();
+        self.timers = 0;
+    }
+
+    /// No job left but STATE_EVERY timers.
+    fn only_timers(&self) -> bool {
+        self.jobs.len() == self.timers
     }
 
     /// Stops the load with this error, unless an earlier one did.
@@ -416,7 +431,12 @@ impl Loader {
         let next_state = match done {
             Err(e) => return self.fail(FatalError::Join(e)),
             Ok(Done::Commit(c)) => self.committed(c),
-            Ok(Done::Flush) => None,
+            Ok(Done::Flush(None)) => None,
+            Ok(Done::Flush(Some(task))) => {
+                self.tasks[task].flush_armed = false;
+                self.timers -= 1;
+                Some(task)
+            }
             Ok(Done::State {
                 task,
                 calls,
@@ -435,7 +455,7 @@ impl Loader {
             }
         };
         // The run's last job ended: every task's state still held back is written.
-        if !self.fetching && self.jobs.is_empty() {
+        if !self.fetching && self.only_timers() {
             for task in 0..self.tasks.len() {
                 self.record(task, true);
             }
@@ -499,16 +519,26 @@ impl Loader {
     /// Starts the task's state write, carrying every window committed since the last one,
     /// unless one is in flight (it is started again when that one ends). State is written
     /// once a task has nothing more to commit (or at the `last` job), or every STATE_EVERY
-    /// while it does: a crash refetches at most that much (a refetch replaces, never
-    /// duplicates).
+    /// while it does (a timer job wakes the loader for a task with nothing else coming): a
+    /// crash refetches at most that much (a refetch replaces, never duplicates).
     fn record(&mut self, task: usize, last: bool) {
         let tr = &mut self.tasks[task];
         let idle = tr.pending.is_empty() && tr.commits_running == 0;
-        if tr.state_busy
-            || tr.to_record.is_empty()
-            || !(last || idle || tr.state_written.is_none_or(|t| t.elapsed() >= STATE_EVERY))
-        {
+        if tr.state_busy || tr.to_record.is_empty() {
             return;
+        }
+        if let Some(at) = tr.state_written.map(|t| t + STATE_EVERY) {
+            if !(last || idle || Instant::now() >= at) {
+                if !tr.flush_armed {
+                    tr.flush_armed = true;
+                    self.timers += 1;
+                    self.jobs.spawn(async move {
+                        tokio::time::sleep_until(at).await;
+                        Done::Flush(Some(task))
+                    });
+                }
+                return;
+            }
         }
         tr.state_written = Some(Instant::now());
         tr.state_busy = true;
@@ -720,8 +750,9 @@ fn provisional_dates(
 
 enum Done {
     Commit(CommitDone),
-    /// Nothing done: wakes the loop to write the state still held back.
-    Flush,
+    /// Nothing done: wakes the loop to write the state still held back (of one task,
+    /// when its STATE_EVERY timer ends).
+    Flush(Option<usize>),
     State {
         task: usize,
         /// Calls counted against the daily budget by this write.
