@@ -211,13 +211,10 @@ impl Log {
         }
     }
 
-    /// Writes a record, with a short retry: no commit happens without its pending record.
+    /// Writes a record, with a short retry (no commit happens without its pending record):
+    /// 4 attempts, 0.5, 1 and 2 s apart (no jitter).
     async fn write_record(&self, rel: &str, record: &Record) -> Result<(), StoreError> {
-        self.overwrite_retried(rel, encode(record)?).await
-    }
-
-    /// Writes a record: 4 attempts, 0.5, 1 and 2 s apart (no jitter).
-    async fn overwrite_retried(&self, rel: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let bytes = encode(record)?;
         let policy = crate::retry::RetryPolicy {
             base: std::time::Duration::from_millis(500),
             ..Default::default()
@@ -376,7 +373,7 @@ impl Log {
         }
         let rel = record_rel(now, &self.run_id, seq);
         // No commit happens without its record: a short retry, then the commit fails.
-        self.overwrite_retried(&rel, encode(&record)?).await?;
+        self.write_record(&rel, &record).await?;
         Ok(Batch {
             rel: Some(rel),
             record,

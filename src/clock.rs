@@ -8,7 +8,9 @@
 //!
 //! Wall time is read once and then advanced by tokio's clock, so a test under
 //! `tokio::time::pause` moves token expiry, the 45011 minute, leases and the simulator
-//! together. Outside a paused runtime it is the system's time.
+//! together. Outside a paused runtime it is the system's time at the first read, advanced
+//! by the monotonic clock: a clock step or a suspend during a run is not followed (a run
+//! lasts minutes to hours; NTP's slewing moves the two apart by under 2 s an hour).
 
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;

@@ -290,11 +290,6 @@ impl Report {
     }
 }
 
-/// Reports whose rows are replaced by natural key rather than by the window's dates.
-pub fn replaced_by_key(r: &Report) -> bool {
-    r.replace() == Replace::ByKey
-}
-
 /// Finds a report by id or by its WeChat API name.
 pub fn find(name: &str) -> Option<&'static Report> {
     all().find(|r| r.id == name || r.api == name)

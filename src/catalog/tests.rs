@@ -78,8 +78,8 @@ fn every_report_has_its_own_dataset() {
     seen.dedup();
     assert_eq!(seen.len(), n);
     assert_eq!(n, 24);
-    assert!(replaced_by_key(find("ad_settlement").unwrap()));
-    assert!(!all().any(|r| r.id != "ad_settlement" && replaced_by_key(r)));
+    assert!(find("ad_settlement").unwrap().replace() == Replace::ByKey);
+    assert!(!all().any(|r| r.id != "ad_settlement" && r.replace() == Replace::ByKey));
 }
 
 #[test]

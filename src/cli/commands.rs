@@ -143,15 +143,7 @@ pub(super) async fn run(
     if let Some(b) = &bars {
         opts.observer = Some(Arc::clone(b) as Arc<dyn run::Observer>);
     }
-    // On a runtime worker, not this thread: the loader then wakes where the fetch
-    // tasks run instead of crossing threads for every window.
-    let (pipeline, run_opts) = (p.clone(), opts.clone());
-    let handle = tokio::spawn(async move { run::run(&pipeline, clock, &run_opts).await });
-    let outcome = match handle.await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => return Err(Failure::runtime(format!("the run stopped: {e}"))),
-    };
+    let outcome = run::run(&p, clock, &opts).await;
     let report = outcome.map_err(|e| {
         if let Some(b) = &bars {
             b.clear();

@@ -120,6 +120,25 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
     .unwrap()
     .batch;
     commit(w("2025-01-01", "2025-01-02"), b1).await;
+    let users = |t: RecordBatch| {
+        let c = t.column_by_name("msg_user").unwrap().clone();
+        c.as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    };
+    // Stored in date order, not as the answer listed them.
+    let t = read_table(&store, r, "a").await.unwrap().unwrap();
+    assert_eq!(users(t), vec![5, 1]);
+    // A re-fetch of 01-01 only: the fresh row must come before the kept 01-02.
+    let b0 = decode(
+        r,
+        br#"{"list":[{"ref_date":"2025-01-01","msg_type":1,"msg_user":3,"msg_count":3}]}"#,
+    )
+    .unwrap()
+    .batch;
+    commit(w("2025-01-01", "2025-01-01"), b0).await;
+    let t = read_table(&store, r, "a").await.unwrap().unwrap();
+    assert_eq!(users(t), vec![3, 1]);
     // Re-fetch of 01-02 only: 01-01 stays, 01-02 replaced, no duplicates.
     let b2 = decode(
         r,
@@ -130,11 +149,7 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
     let c = commit(w("2025-01-02", "2025-01-02"), b2).await;
     assert_eq!(c.rows, 2);
     let t = read_table(&store, r, "a").await.unwrap().unwrap();
-    let users = t
-        .column_by_name("msg_user")
-        .unwrap()
-        .as_primitive::<arrow::datatypes::Int64Type>();
-    assert_eq!(users.values().to_vec(), vec![5, 7]);
+    assert_eq!(users(t), vec![3, 7]);
 }
 
 #[tokio::test]
@@ -330,7 +345,7 @@ async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_reopened() {
         })
         .await
         .unwrap();
-        let e = if catalog::replaced_by_key(r) {
+        let e = if r.replace() == catalog::Replace::ByKey {
             drop_keys_committed(&store, r, "a", part, &Default::default(), Compression::Zstd)
                 .await
                 .map(|(n, _)| n)
@@ -390,7 +405,7 @@ async fn a_file_that_cannot_merge_is_moved_aside_and_its_dates_reopened() {
         }
         let next = crate::dates::fmt(last.succ_opt().unwrap());
         assert_eq!(open(&next), Some(false), "{id}: the next month stays final");
-        if catalog::replaced_by_key(r) {
+        if r.replace() == catalog::Replace::ByKey {
             assert_eq!(begin, parse("2024-01-30").unwrap(), "31 days before");
             assert_eq!(
                 open("2024-02-15"),

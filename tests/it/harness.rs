@@ -503,7 +503,7 @@ pub fn planned_rows(plan: &Value) -> BTreeMap<String, Vec<Value>> {
             }
             rows.extend(expected_rows(r, &body));
         }
-        if wxcube::catalog::replaced_by_key(r) {
+        if r.replace() == wxcube::catalog::Replace::ByKey {
             let mut seen = std::collections::HashSet::new();
             rows.retain(|row| {
                 seen.insert(
