@@ -112,44 +112,32 @@ async fn merge_replaces_fetched_windows_only_and_sorts() {
         .await
         .unwrap()
     };
-    let b1 = decode(
-        r,
-        br#"{"list":[{"ref_date":"2025-01-02","msg_type":2,"msg_user":1,"msg_count":1},
-        {"ref_date":"2025-01-01","msg_type":1,"msg_user":5,"msg_count":9}]}"#,
-    )
-    .unwrap()
-    .batch;
-    commit(w("2025-01-01", "2025-01-02"), b1).await;
-    let users = |t: RecordBatch| {
+    let rows = |body: &[u8]| decode(r, body).unwrap().batch;
+    let users = || async {
+        let t = read_table(&store, r, "a").await.unwrap().unwrap();
         let c = t.column_by_name("msg_user").unwrap().clone();
         c.as_primitive::<arrow::datatypes::Int64Type>()
             .values()
             .to_vec()
     };
+    let b1 = rows(
+        br#"{"list":[{"ref_date":"2025-01-02","msg_type":2,"msg_user":1,"msg_count":1},
+        {"ref_date":"2025-01-01","msg_type":1,"msg_user":5,"msg_count":9}]}"#,
+    );
+    commit(w("2025-01-01", "2025-01-02"), b1).await;
     // Stored in date order, not as the answer listed them.
-    let t = read_table(&store, r, "a").await.unwrap().unwrap();
-    assert_eq!(users(t), vec![5, 1]);
+    assert_eq!(users().await, vec![5, 1]);
     // A re-fetch of 01-01 only: the fresh row must come before the kept 01-02.
-    let b0 = decode(
-        r,
-        br#"{"list":[{"ref_date":"2025-01-01","msg_type":1,"msg_user":3,"msg_count":3}]}"#,
-    )
-    .unwrap()
-    .batch;
+    let b0 =
+        rows(br#"{"list":[{"ref_date":"2025-01-01","msg_type":1,"msg_user":3,"msg_count":3}]}"#);
     commit(w("2025-01-01", "2025-01-01"), b0).await;
-    let t = read_table(&store, r, "a").await.unwrap().unwrap();
-    assert_eq!(users(t), vec![3, 1]);
+    assert_eq!(users().await, vec![3, 1]);
     // Re-fetch of 01-02 only: 01-01 stays, 01-02 replaced, no duplicates.
-    let b2 = decode(
-        r,
-        br#"{"list":[{"ref_date":"2025-01-02","msg_type":2,"msg_user":7,"msg_count":7}]}"#,
-    )
-    .unwrap()
-    .batch;
+    let b2 =
+        rows(br#"{"list":[{"ref_date":"2025-01-02","msg_type":2,"msg_user":7,"msg_count":7}]}"#);
     let c = commit(w("2025-01-02", "2025-01-02"), b2).await;
     assert_eq!(c.rows, 2);
-    let t = read_table(&store, r, "a").await.unwrap().unwrap();
-    assert_eq!(users(t), vec![3, 7]);
+    assert_eq!(users().await, vec![3, 7]);
 }
 
 #[tokio::test]
