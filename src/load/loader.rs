@@ -227,6 +227,11 @@ impl Loader {
                 }
                 tr.open.insert(*w, (parts.len(), BTreeSet::new()));
             }
+            // What the account's tasks may commit: listed in its change record up front.
+            if report.replace() == Replace::ByDate {
+                cx.log
+                    .plan(report.id, &tr.account, tr.pending.keys().cloned());
+            }
             trackers.push(tr);
         }
         Loader {
@@ -394,13 +399,6 @@ impl Loader {
             }
         };
         let tr = &self.tasks[task];
-        // What the task may still commit: listed in its change record up front.
-        let later: Vec<String> = tr
-            .pending
-            .keys()
-            .filter(|k| k.as_str() != ALL_PARTS)
-            .cloned()
-            .collect();
         let job = CommitJob {
             store: Arc::clone(&self.cx.store),
             log: Arc::clone(&self.cx.log),
@@ -414,7 +412,6 @@ impl Loader {
             windows,
             rows,
             keyed,
-            later,
         };
         // Waiting for a slot here (not inside the task) is the backpressure that keeps
         // buffered partitions bounded when commits are slower than fetching.
@@ -786,8 +783,6 @@ struct CommitJob {
     windows: Vec<Window>,
     rows: Vec<Fresh>,
     keyed: Vec<RecordBatch>,
-    /// The task's partitions still to commit (for its change record).
-    later: Vec<String>,
 }
 
 impl CommitJob {
@@ -823,10 +818,9 @@ impl CommitJob {
 
     async fn commit_one(&self) -> Result<Committed, LoadError> {
         // The change record first: a crash after the commit still leaves it.
-        let later = || self.later.clone();
         let batch = self
             .log
-            .begin_part(self.report.id, &self.account, &self.part, later)
+            .begin_part(self.report.id, &self.account, &self.part)
             .await?;
         let c = commit_with_retry(
             &self.store,
