@@ -588,8 +588,11 @@ fn write_local(
         let mut f = in_folder(&tmp, |p| std::fs::File::create(p)).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
+        // The new version is this file (a rename keeps its identity); a stat of the path
+        // after the rename could see a later writer's file.
+        let ours = f.metadata().map_err(io("stat", &tmp))?;
         drop(f);
-        let version = {
+        {
             // Check and swap under one lock; held only for a stat and a rename.
             let _guard = locks.commit(&root.join(COMMIT_LOCK))?;
             if let Some(want) = &want {
@@ -600,13 +603,12 @@ fn write_local(
                 }
             }
             std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-            current_version(&path)?
-        };
+        }
         // The rename is durable only once the folder is synced.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(Tag(version))
+        Ok(Tag(Version::Local(FileId::of(&ours))))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -695,6 +697,14 @@ mod tests {
             .await;
         assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
         assert_eq!(&s.read("k").await.unwrap().unwrap().0[..], b"two");
+        // The tag a write returns is the version a read then sees, and writes on from it.
+        let (_, now) = s.read("k").await.unwrap().unwrap();
+        let t = s
+            .write_tagged("k", Bytes::from_static(b"five"), &now)
+            .await
+            .unwrap();
+        assert_eq!(s.read("k").await.unwrap().unwrap().1 .0, t.0);
+        s.write("k", Bytes::from_static(b"six"), &t).await.unwrap();
     }
 
     #[tokio::test]
