@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::error::ExitCode;
 use crate::extract::{AccountClient, Counters, Extractor, FetchError, RetryPolicy};
 use crate::lease::{self, Leases};
-use crate::load::{self, FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
+use crate::load::{FatalError, LoadContext, LoadReport, Loader, Msg, Outcome, StopKind};
 use crate::pipeline::{Api, Pipeline};
 use crate::plan::{self, Plan};
 use crate::state::{self, ReportState};
@@ -694,24 +694,15 @@ async fn fetch_window(
             Ok((batch, is_delay)) => {
                 // Twice the decoded size: the body and the rows coexist while decoding.
                 ex.budget.observe(r, batch.get_array_memory_size() >> 9);
-                // Sorted here, in parallel, so the loader only appends.
+                // Sorted by the loader's partition streams, a row group at a time.
                 let batch = match r.replace() {
-                    Replace::ByKey => Ok(batch),
-                    Replace::ByDate => load::sort(r, &within(&batch, &w, r, &client.name)),
+                    Replace::ByKey => batch,
+                    Replace::ByDate => within(&batch, &w, r, &client.name),
                 };
-                let outcome = match batch {
-                    Ok(batch) => Outcome::Done {
-                        batch,
-                        is_delay,
-                        calls,
-                    },
-                    Err(e) => Outcome::Failed(
-                        format!(
-                            "{} for account {}: sorting the rows: {e}",
-                            r.id, client.name
-                        ),
-                        calls,
-                    ),
+                let outcome = Outcome::Done {
+                    batch,
+                    is_delay,
+                    calls,
                 };
                 (outcome, None)
             }

@@ -218,6 +218,7 @@ fn merge_error(e: LoadError) -> MergeError {
 /// row groups, and the per-column encoders and compressors (a zstd context is ~0.25 MB per
 /// column) live only while a row group is being written, not as long as the partition.
 pub struct PartStream {
+    report: &'static Report,
     writer: ArrowWriter<Spool>,
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
@@ -226,9 +227,10 @@ pub struct PartStream {
 }
 
 impl PartStream {
-    pub fn new(report: &Report, c: Compression) -> Result<Self, LoadError> {
+    pub fn new(report: &'static Report, c: Compression) -> Result<Self, LoadError> {
         let writer = table_writer(report, Spool::Memory(Vec::new()), c).map_err(stream_error)?;
         Ok(PartStream {
+            report,
             writer,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -237,7 +239,8 @@ impl PartStream {
         })
     }
 
-    /// Appends one window's rows, sorted by the key; its dates must follow the last window's.
+    /// Appends one window's rows (in any order: a row group is sorted as a whole when it is
+    /// written); its dates must follow the last window's.
     pub fn push(&mut self, sorted: RecordBatch) -> Result<(), LoadError> {
         if sorted.num_rows() == 0 {
             return Ok(());
@@ -260,18 +263,19 @@ impl PartStream {
     }
 
     fn write_pending(&mut self) -> Result<(), LoadError> {
-        // One write of the row group's rows: every write costs each column's leaf and level
-        // setup, which for a daily run's windows of a few dozen rows was most of the encode.
+        // One sort and one write of the row group's rows: the windows' dates are disjoint
+        // and in order, so sorting them together is sorting each. Per window, the sort and
+        // each column's leaf and level setup of a write were most of the encode of a daily
+        // run's windows of a few dozen rows.
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        match pending.as_slice() {
-            [] => Ok(()),
-            [one] => self.writer.write(one).map_err(stream_error),
-            many => {
-                let all = concat_batches(&many[0].schema(), many)?;
-                self.writer.write(&all).map_err(stream_error)
-            }
-        }
+        let all = match pending.as_slice() {
+            [] => return Ok(()),
+            [one] => one.clone(),
+            many => concat_batches(&many[0].schema(), many)?,
+        };
+        let sorted = sort(self.report, &all)?;
+        self.writer.write(&sorted).map_err(stream_error)
     }
 
     pub fn rows(&self) -> usize {

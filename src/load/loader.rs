@@ -586,7 +586,7 @@ impl Tracker {
         match self.report.replace() {
             Replace::ByKey => self.keyed.push(batch),
             Replace::ByDate => {
-                // The worker sent the rows sorted and within the window.
+                // The worker sent the rows within the window (the partition streams sort them).
                 let mut by_part: BTreeMap<String, RecordBatch> = match split(&batch, cx.partition) {
                     Ok(v) => v.into_iter().collect(),
                     Err(source) => {

@@ -25,7 +25,7 @@ pub fn split(batch: &RecordBatch, p: Partition) -> Result<Vec<(String, RecordBat
     let dates = ref_dates(batch);
     let mut keys: Vec<String> = Vec::new();
     let mut idx: Vec<Vec<u32>> = Vec::new();
-    // Rows come sorted by date: name a partition once per run of equal dates.
+    // Rows come grouped by date: name a partition once per run of equal dates.
     let mut last: Option<(i32, usize)> = None;
     for i in 0..batch.num_rows() {
         let d = dates.value(i);
