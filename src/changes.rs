@@ -212,13 +212,12 @@ impl Log {
         }
     }
 
-    fn pending_record(&self, table: &str, account: &str, partitions: &[String]) -> Record {
-        let partitions: Vec<(&str, &str)> =
-            partitions.iter().map(|p| (table, p.as_str())).collect();
-        self.pending_of(account, &partitions)
-    }
-
-    fn pending_of(&self, account: &str, partitions: &[(&str, &str)]) -> Record {
+    /// A pending record of `account`'s (table, partition) pairs.
+    fn pending_record<'a>(
+        &self,
+        account: &str,
+        partitions: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Record {
         Record {
             version: 1,
             run_id: self.run_id.clone(),
@@ -227,8 +226,8 @@ impl Log {
             recorded_at: crate::clock::utc(),
             committed_at: None,
             partitions: partitions
-                .iter()
-                .map(|&(table, p)| Entry {
+                .into_iter()
+                .map(|(table, p)| Entry {
                     table: table.into(),
                     account: account.into(),
                     partition: p.into(),
@@ -290,9 +289,8 @@ impl Log {
                     if let Some(l) = planned.get(account) {
                         parts.extend(l.iter().cloned());
                     }
-                    let names: Vec<(&str, &str)> =
-                        parts.iter().map(|(t, p)| (*t, p.as_str())).collect();
-                    let record = self.pending_of(account, &names);
+                    let record =
+                        self.pending_record(account, parts.iter().map(|(t, p)| (*t, p.as_str())));
                     let sh = Arc::new(Shared {
                         rel: record_rel(record.recorded_at, &self.run_id, record.seq),
                         record,
@@ -397,7 +395,7 @@ impl Log {
         account: &str,
         partitions: &[String],
     ) -> Result<Batch, StoreError> {
-        let record = self.pending_record(table, account, partitions);
+        let record = self.pending_record(account, partitions.iter().map(|p| (table, p.as_str())));
         let (now, seq) = (record.recorded_at, record.seq);
         let (table, account) = (table.to_string(), account.to_string());
         if record.partitions.is_empty() {
@@ -776,10 +774,7 @@ mod tests {
                 .unwrap();
             l.changes
                 .iter()
-                .map(|c| {
-                    let at = (&c.table, &c.account, &c.partition, &c.status);
-                    format!("{} {} {} {}", at.0, at.1, at.2, at.3)
-                })
+                .map(|c| format!("{} {} {} {}", c.table, c.account, c.partition, c.status))
                 .collect::<Vec<_>>()
         };
         let months = |ms: &[&str]| {
@@ -821,6 +816,12 @@ mod tests {
         drop(b1);
         let b2 = log.begin_part("t", "b", "month=2026-02").await.unwrap();
         log.finish_part(b2, &c(5)).await;
+        assert!(
+            statuses()
+                .await
+                .contains(&"t b month=2026-02 committed".to_string()),
+            "complete at its one commit, before close"
+        );
         // One that never came: close completes the record with what was committed.
         let c1 = log.begin_part("t", "c", "month=2026-01").await.unwrap();
         log.finish_part(c1, &c(4)).await;

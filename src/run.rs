@@ -20,7 +20,6 @@ use chrono::{Duration, NaiveDate};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::catalog::from_date32;
 use crate::catalog::{self, Replace, Report};
 use crate::changes;
 use crate::clock::Clock;
@@ -537,8 +536,10 @@ fn within(batch: &RecordBatch, w: &Window, report: &Report, account: &str) -> Re
     if dates.values().iter().all(|d| span.contains(d)) {
         return batch.clone();
     }
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|i| Some(w.contains(from_date32(dates.value(i)))))
+    let keep: BooleanArray = dates
+        .values()
+        .iter()
+        .map(|d| Some(span.contains(d)))
         .collect();
     tracing::warn!(account, report = report.id, window = %w, dropped = batch.num_rows() - keep.true_count(), "rows outside the requested window ignored");
     // Filtering a batch by a mask of its own length cannot fail; keep the rows if it did.

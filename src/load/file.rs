@@ -377,15 +377,7 @@ pub(crate) fn merge_encode(
     windows.sort_by_key(|(span, _)| span.0);
     let disjoint = windows.windows(2).all(|w| w[0].0 .1 < w[1].0 .0);
     let mut buf = Vec::new();
-    let mut w = if Arc::ptr_eq(target, &schema(report)) {
-        table_writer(report, &mut buf, compression)?
-    } else {
-        ArrowWriter::try_new(
-            &mut buf,
-            Arc::clone(target),
-            Some(writer_props(target, compression)),
-        )?
-    };
+    let mut w = table_writer(report, &mut buf, compression)?;
     let mut rows = 0usize;
     if !disjoint {
         // Not expected (windows never overlap); the plain way is always correct.
