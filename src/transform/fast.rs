@@ -1,4 +1,5 @@
-//! The streaming decoder: one pass over the body, values appended as they are read.
+//! The streaming decoder: one pass over the body by a small JSON scanner, values appended
+//! to the Arrow builders as they are read (no serde visitor, no `Value` tree).
 //!
 //! It returns `None` whenever the reference decoder might answer differently (error
 //! answers, wrong types, missing fields, duplicate keys, escaped keys): the reference
@@ -6,13 +7,11 @@
 //! arrays as the reference decoder (tested in `transform::tests` against it on every report).
 
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::OnceLock;
 
 use arrow::array::{ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
 use arrow::array::{ListBuilder, StructBuilder};
 use arrow::record_batch::RecordBatch;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Builder, Decoded};
 use crate::catalog::{
@@ -192,39 +191,362 @@ fn find(level: &[FieldMap], key: &[u8], hint: &mut Hint) -> Option<usize> {
     Some(i)
 }
 
-/// An object key as raw bytes: serde_json then skips the UTF-8 check a `&str` costs.
-/// A key with escapes cannot be borrowed: the reference decoder takes the body.
-struct KeySeed;
+/// A cursor over a body already known to be UTF-8, so the text between two ASCII
+/// delimiters is a `str` without another check. Only the JSON grammar is checked here;
+/// numbers other than plain non-negative integers, and strings with escapes, are read by
+/// serde_json from their own token, so both decoders read every value alike.
+struct Lex<'de> {
+    s: &'de str,
+    b: &'de [u8],
+    i: usize,
+}
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = &'de [u8];
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<&'de [u8], D::Error> {
-        d.deserialize_bytes(self)
+/// The exact powers of ten a double holds.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Nesting beyond this inside a value no column reads: the reference decoder decides
+/// (serde_json's limit is 128 levels, counted from the top).
+const MAX_DEPTH: u32 = 100;
+
+impl<'de> Lex<'de> {
+    /// The next byte after whitespace, not consumed.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b' ' | b'\n' | b'\r' | b'\t' => self.i += 1,
+                _ => return Some(c),
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn expect(&mut self, c: u8) -> Result<(), Bail> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Bail)
+        }
+    }
+
+    /// A string, `i` on its opening quote: the text between the quotes, and the whole
+    /// token if it has escapes.
+    #[inline]
+    fn string(&mut self) -> Result<(&'de str, Option<&'de str>), Bail> {
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            match *self.b.get(j).ok_or(Bail)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                0..=0x1f => return Err(Bail),
+                _ => j += 1,
+            }
+        }
+        self.i = j + 1;
+        let text = self.s.get(start..j).ok_or(Bail)?;
+        let token = if escaped {
+            Some(self.s.get(start - 1..j + 1).ok_or(Bail)?)
+        } else {
+            None
+        };
+        Ok((text, token))
+    }
+
+    /// A string value, unescaped by serde_json if it has escapes.
+    #[inline]
+    fn text(&mut self) -> Result<Cow<'de, str>, Bail> {
+        match self.string()? {
+            (text, None) => Ok(Cow::Borrowed(text)),
+            (_, Some(token)) => unescape(token).map(Cow::Owned),
+        }
+    }
+
+    /// Moves to the next key of an object (true), or past the object's end (false).
+    /// `first`: no key read yet.
+    #[inline]
+    fn next_key(&mut self, first: &mut bool) -> Result<bool, Bail> {
+        let mut c = self.peek().ok_or(Bail)?;
+        if c == b'}' {
+            self.i += 1;
+            return Ok(false);
+        }
+        if !*first {
+            if c != b',' {
+                return Err(Bail);
+            }
+            self.i += 1;
+            c = self.peek().ok_or(Bail)?;
+        }
+        *first = false;
+        if c != b'"' {
+            return Err(Bail);
+        }
+        Ok(true)
+    }
+
+    /// The key `next_key` moved to, and its colon. A key with escapes is for the reference
+    /// decoder (it matches no field as written).
+    #[inline]
+    fn key_text(&mut self) -> Result<&'de [u8], Bail> {
+        let (key, None) = self.string()? else {
+            return Err(Bail);
+        };
+        self.expect(b':')?;
+        Ok(key.as_bytes())
+    }
+
+    /// Whether the key `next_key` moved to is `name`; if so it is read, with its colon.
+    /// One comparison, no scan: a name has no quote or escape in it.
+    #[inline]
+    fn key_is(&mut self, name: &[u8]) -> Result<bool, Bail> {
+        let at = self.i + 1;
+        let end = at + name.len();
+        match self.b.get(at..=end) {
+            Some(k) if k[name.len()] == b'"' && same(&k[..name.len()], name) => {
+                self.i = end + 1;
+                self.expect(b':')?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The next key of an object, or `None` past its end.
+    #[inline]
+    fn key(&mut self, first: &mut bool) -> Result<Option<&'de [u8]>, Bail> {
+        if !self.next_key(first)? {
+            return Ok(None);
+        }
+        self.key_text().map(Some)
+    }
+
+    /// The next key of a level's object: `Ok` the field it names, `Err` a key no field
+    /// has; `None` past the object's end. The field the hint guesses is tried first, at
+    /// the cost of one comparison.
+    #[inline]
+    fn field_key(
+        &mut self,
+        first: &mut bool,
+        level: &[FieldMap],
+        hint: &mut Hint,
+    ) -> Result<Option<Result<usize, &'de [u8]>>, Bail> {
+        if !self.next_key(first)? {
+            return Ok(None);
+        }
+        let guess = usize::from(hint.follow[hint.prev]);
+        if let Some(f) = level.get(guess) {
+            if self.key_is(f.name.as_bytes())? {
+                hint.prev = guess;
+                return Ok(Some(Ok(guess)));
+            }
+        }
+        let key = self.key_text()?;
+        Ok(Some(find(level, key, hint).ok_or(key)))
+    }
+
+    /// Whether another element of an array follows, or `]` ended it.
+    #[inline]
+    fn element(&mut self, first: &mut bool) -> Result<bool, Bail> {
+        let c = self.peek().ok_or(Bail)?;
+        if c == b']' {
+            self.i += 1;
+            return Ok(false);
+        }
+        if !*first {
+            if c != b',' {
+                return Err(Bail);
+            }
+            self.i += 1;
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    fn word(&mut self, w: &[u8]) -> Result<(), Bail> {
+        if self.b.get(self.i..self.i + w.len()) == Some(w) {
+            self.i += w.len();
+            Ok(())
+        } else {
+            Err(Bail)
+        }
+    }
+
+    /// A number, `i` on its first byte.
+    #[inline]
+    fn number(&mut self) -> Result<Scalar<'de>, Bail> {
+        let b = self.b;
+        let start = self.i;
+        let mut j = start;
+        let negative = b.get(j) == Some(&b'-');
+        j += usize::from(negative);
+        let digits_at = j;
+        let digits = |j: &mut usize| {
+            let at = *j;
+            while matches!(b.get(*j), Some(b'0'..=b'9')) {
+                *j += 1;
+            }
+            *j - at
+        };
+        match b.get(j) {
+            Some(b'0') => j += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut j);
+            }
+            _ => return Err(Bail),
+        }
+        let int_end = j;
+        let mut frac = 0;
+        if b.get(j) == Some(&b'.') {
+            j += 1;
+            frac = digits(&mut j);
+            if frac == 0 {
+                return Err(Bail);
+            }
+        }
+        let frac_end = j;
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if digits(&mut j) == 0 {
+                return Err(Bail);
+            }
+        }
+        self.i = j;
+        // 19 digits always fit a u64.
+        if !negative && j == int_end && int_end - digits_at <= 19 {
+            let v = b[digits_at..int_end]
+                .iter()
+                .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+            return Ok(Scalar::U64(v));
+        }
+        // A short decimal: its digits and the power of ten are exact doubles, so one
+        // division is the correctly rounded value, which serde_json computes the same way.
+        if frac > 0 && j == frac_end && frac <= 22 && int_end - digits_at + frac <= 15 {
+            let sig = b[digits_at..frac_end]
+                .iter()
+                .filter(|d| d.is_ascii_digit())
+                .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+            let f = sig as f64 / POW10[frac];
+            return Ok(Scalar::F64(if negative { -f } else { f }));
+        }
+        let n: serde_json::Number =
+            serde_json::from_str(self.s.get(start..j).ok_or(Bail)?).map_err(|_| Bail)?;
+        Ok(match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Scalar::U64(u),
+            (None, Some(i), _) => Scalar::I64(i),
+            (None, None, Some(f)) => Scalar::F64(f),
+            (None, None, None) => return Err(Bail),
+        })
+    }
+
+    /// A scalar; an array or object is not one.
+    #[inline]
+    fn scalar(&mut self) -> Result<Scalar<'de>, Bail> {
+        match self.peek().ok_or(Bail)? {
+            b'"' => self.text().map(Scalar::Str),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'n' => self.word(b"null").map(|_| Scalar::Null),
+            b't' => self.word(b"true").map(|_| Scalar::Bool(true)),
+            b'f' => self.word(b"false").map(|_| Scalar::Bool(false)),
+            _ => Err(Bail),
+        }
+    }
+
+    /// A date column's value: a string without escapes (as bytes), or null.
+    #[inline]
+    fn date(&mut self) -> Result<Scalar<'de>, Bail> {
+        match self.peek().ok_or(Bail)? {
+            b'"' => match self.string()? {
+                (text, None) => Ok(Scalar::Raw(text.as_bytes())),
+                _ => Err(Bail),
+            },
+            b'n' => self.word(b"null").map(|_| Scalar::Null),
+            _ => Err(Bail),
+        }
+    }
+
+    /// `null` (true) or the opening bracket of `open` (false).
+    #[inline]
+    fn null_or(&mut self, open: u8) -> Result<bool, Bail> {
+        match self.peek().ok_or(Bail)? {
+            b'n' => self.word(b"null").map(|_| true),
+            c if c == open => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(Bail),
+        }
+    }
+
+    /// Skips a value no column reads, checking it as the reference decoder would.
+    fn skip(&mut self, depth: u32) -> Result<(), Bail> {
+        if depth > MAX_DEPTH {
+            return Err(Bail);
+        }
+        match self.peek().ok_or(Bail)? {
+            b'"' => self.skip_string(),
+            b'{' => {
+                self.i += 1;
+                let mut first = true;
+                loop {
+                    let mut c = self.peek().ok_or(Bail)?;
+                    if c == b'}' {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                    if !first {
+                        if c != b',' {
+                            return Err(Bail);
+                        }
+                        self.i += 1;
+                        c = self.peek().ok_or(Bail)?;
+                    }
+                    first = false;
+                    if c != b'"' {
+                        return Err(Bail);
+                    }
+                    self.skip_string()?;
+                    self.expect(b':')?;
+                    self.skip(depth + 1)?;
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut first = true;
+                while self.element(&mut first)? {
+                    self.skip(depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => self.scalar().map(|_| ()),
+        }
+    }
+
+    fn skip_string(&mut self) -> Result<(), Bail> {
+        match self.string()? {
+            (_, Some(token)) => unescape(token).map(|_| ()),
+            (_, None) => Ok(()),
+        }
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = &'de [u8];
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
-        Ok(v)
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<&'de [u8], E> {
-        Ok(v.as_bytes())
-    }
-}
-
-fn next_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<&'de [u8]>, A::Error> {
-    map.next_key_seed(KeySeed)
-}
-
-/// Skips the value of a key no column reads. The key is checked as the reference
-/// decoder would (known keys are ASCII), so both reject the same bodies.
-fn skip<'de, A: MapAccess<'de>>(map: &mut A, key: &[u8]) -> Result<(), A::Error> {
-    std::str::from_utf8(key).map_err(|_| bail(Bail))?;
-    map.next_value::<IgnoredAny>().map(|_| ())
+/// A string token with escapes, read by serde_json: the same unescaping and the same
+/// refusals (bad escapes, lone surrogates) as the reference decoder's.
+#[cold]
+fn unescape(token: &str) -> Result<String, Bail> {
+    serde_json::from_str(token).map_err(|_| Bail)
 }
 
 /// A JSON scalar as read; arrays and objects are never scalars here.
@@ -265,140 +587,6 @@ fn sc_f64(v: &Scalar) -> Option<f64> {
 
 /// Any failure: the reference decoder takes over.
 struct Bail;
-
-fn bail<E: de::Error>(_: Bail) -> E {
-    E::custom("fall back to the reference decoder")
-}
-
-struct ScalarSeed;
-
-impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Scalar<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ScalarSeed {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON scalar")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::I64(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::U64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::F64(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Null)
-    }
-}
-
-/// The value of a field that feeds one column, appended as it is read: an integer into
-/// an integer column directly, anything else through `push` (the same conversions).
-/// True if a value was appended, false for null.
-struct ColSeed<'a> {
-    b: &'a mut Builder,
-    col: &'static Col,
-    memo: &'a mut DateMemo,
-}
-
-impl ColSeed<'_> {
-    fn put<E: de::Error>(self, v: Scalar) -> Result<bool, E> {
-        push(self.b, self.col, &v, self.memo).map_err(bail)?;
-        Ok(true)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for ColSeed<'_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ColSeed<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON scalar")
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        match (&mut *self.b, i64::try_from(v)) {
-            (Builder::I64(b), Ok(x)) => {
-                b.append_value(x);
-                Ok(true)
-            }
-            _ => self.put(Scalar::U64(v)),
-        }
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        match &mut *self.b {
-            Builder::I64(b) => {
-                b.append_value(v);
-                Ok(true)
-            }
-            _ => self.put(Scalar::I64(v)),
-        }
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        self.put(Scalar::Bool(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
-        self.put(Scalar::F64(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        self.put(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_none<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-}
-
-/// A date column's value: a string as raw bytes, or null.
-struct DateSeed;
-
-impl<'de> DeserializeSeed<'de> for DateSeed {
-    type Value = Scalar<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DateSeed {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a date string or null")
-    }
-    fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
-        // Escaped (not borrowable) or not a string: the reference decoder decides.
-        KeySeed.deserialize(d).map(Scalar::Raw)
-    }
-}
 
 /// The last date string parsed for a column: rows of a response share few dates.
 #[derive(Default)]
@@ -494,42 +682,26 @@ struct State<'de> {
 }
 
 impl<'de> State<'de> {
-    /// A field of the current row: appended now (`item_vals` is None) or kept.
-    fn field<A: MapAccess<'de>>(
+    /// A field of the current row: appended now (`keep` is None) or kept.
+    #[inline]
+    fn field(
         &mut self,
-        map: &mut A,
+        lx: &mut Lex<'de>,
         fm: &'static FieldMap,
         seen: &mut u64,
         keep: Option<&mut Option<Scalar<'de>>>,
-    ) -> Result<(), A::Error> {
+    ) -> Result<(), Bail> {
         if fm.list {
             let c = fm.cols[0];
             let Builder::List(b) = &mut self.builders[c] else {
-                return Err(bail(Bail));
+                return Err(Bail);
             };
-            let kind = self.cols[c].kind;
-            if map.next_value_seed(ListSeed { b, kind })? {
+            if list_column(lx, b, self.cols[c].kind)? {
                 *seen |= 1 << c;
             }
             return Ok(());
         }
-        if let ([c], None, false) = (fm.cols.as_slice(), &keep, fm.date) {
-            let c = *c;
-            let seed = ColSeed {
-                b: &mut self.builders[c],
-                col: &self.cols[c],
-                memo: &mut self.memos[c],
-            };
-            if map.next_value_seed(seed)? {
-                *seen |= 1 << c;
-            }
-            return Ok(());
-        }
-        let v = if fm.date {
-            map.next_value_seed(DateSeed)?
-        } else {
-            map.next_value_seed(ScalarSeed)?
-        };
+        let v = if fm.date { lx.date()? } else { lx.scalar()? };
         if matches!(v, Scalar::Null) {
             return Ok(());
         }
@@ -537,8 +709,7 @@ impl<'de> State<'de> {
             Some(slot) => *slot = Some(v),
             None => {
                 for &c in &fm.cols {
-                    push(&mut self.builders[c], &self.cols[c], &v, &mut self.memos[c])
-                        .map_err(bail)?;
+                    push(&mut self.builders[c], &self.cols[c], &v, &mut self.memos[c])?;
                     *seen |= 1 << c;
                 }
             }
@@ -582,324 +753,250 @@ impl<'de> State<'de> {
 }
 
 /// The response object.
-struct Top<'s, 'de>(&'s mut State<'de>);
-
-impl<'de> Visitor<'de> for Top<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a response object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let st = self.0;
-        let mut keys = 0usize;
-        let mut have_list = false;
-        let mut seen_resp = 0u64;
-        while let Some(key) = next_key(&mut map)? {
-            keys += 1;
-            match key {
-                b"list" => {
-                    if have_list {
-                        return Err(bail(Bail));
-                    }
-                    have_list = true;
-                    map.next_value_seed(ListItems(&mut *st))?;
+fn response<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<(), Bail> {
+    lx.expect(b'{')?;
+    let mut first = true;
+    let mut keys = 0usize;
+    let mut have_list = false;
+    let mut seen_resp = 0u64;
+    while let Some(key) = lx.key(&mut first)? {
+        keys += 1;
+        match key {
+            b"list" => {
+                if have_list {
+                    return Err(Bail);
                 }
-                b"errcode" => {
-                    // Anything but a plain 0 is for the reference decoder to judge.
-                    match map.next_value_seed(ScalarSeed)? {
-                        Scalar::U64(0) | Scalar::I64(0) => {}
-                        _ => return Err(bail(Bail)),
-                    }
-                }
-                b"base_resp" => {
-                    let v: serde_json::Value = map.next_value()?;
-                    let ret = v.get("ret").map(|r| r.as_i64() == Some(0));
-                    if ret != Some(true) && !v.is_null() {
-                        return Err(bail(Bail));
-                    }
-                }
-                _ => {
-                    let resp = find(&st.layout.response, key, &mut st.hints[3]);
-                    if key == b"is_delay" || resp.is_some() {
-                        let v = map.next_value_seed(ScalarSeed)?;
-                        if let Some(i) = resp {
-                            if seen_resp & (1 << i) != 0 {
-                                return Err(bail(Bail));
-                            }
-                            seen_resp |= 1 << i;
-                            st.response_vals[i] = Some(v.clone());
-                        }
-                        if key == b"is_delay" {
-                            if st.is_delay.is_some() {
-                                return Err(bail(Bail));
-                            }
-                            st.is_delay = Some(v);
-                        }
-                    } else {
-                        skip(&mut map, key)?;
+                have_list = true;
+                if !lx.null_or(b'[')? {
+                    let mut first = true;
+                    while lx.element(&mut first)? {
+                        item(lx, st)?;
                     }
                 }
             }
+            b"errcode" => {
+                // Anything but a plain 0 is for the reference decoder to judge.
+                if !matches!(lx.scalar()?, Scalar::U64(0)) {
+                    return Err(Bail);
+                }
+            }
+            b"base_resp" => {
+                lx.peek();
+                let at = lx.i;
+                lx.skip(1)?;
+                let v: serde_json::Value =
+                    serde_json::from_str(lx.s.get(at..lx.i).ok_or(Bail)?).map_err(|_| Bail)?;
+                let ret = v.get("ret").map(|r| r.as_i64() == Some(0));
+                if ret != Some(true) && !v.is_null() {
+                    return Err(Bail);
+                }
+            }
+            _ => {
+                let resp = find(&st.layout.response, key, &mut st.hints[3]);
+                if key == b"is_delay" || resp.is_some() {
+                    let v = lx.scalar()?;
+                    if let Some(i) = resp {
+                        if seen_resp & (1 << i) != 0 {
+                            return Err(Bail);
+                        }
+                        seen_resp |= 1 << i;
+                        st.response_vals[i] = Some(v.clone());
+                    }
+                    if key == b"is_delay" {
+                        if st.is_delay.is_some() {
+                            return Err(Bail);
+                        }
+                        st.is_delay = Some(v);
+                    }
+                } else {
+                    lx.skip(1)?;
+                }
+            }
         }
-        // No `list`: only `{}` is an (empty) answer.
-        if !have_list && keys > 0 {
-            return Err(bail(Bail));
-        }
-        Ok(())
     }
-}
-
-/// `list`: null or an array of items.
-struct ListItems<'s, 'de>(&'s mut State<'de>);
-
-impl<'de> DeserializeSeed<'de> for ListItems<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+    // No `list`: only `{}` is an (empty) answer.
+    if !have_list && keys > 0 {
+        return Err(Bail);
     }
-}
-
-impl<'de> Visitor<'de> for ListItems<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Item(&mut *self.0))?.is_some() {}
-        Ok(())
-    }
+    Ok(())
 }
 
 /// One `list[]` item: one row, or (flatten) one row per nested element.
-struct Item<'s, 'de>(&'s mut State<'de>);
-
-impl<'de> DeserializeSeed<'de> for Item<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+fn item<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<(), Bail> {
+    lx.expect(b'{')?;
+    let l = st.layout;
+    let flat = l.flatten.is_some();
+    let mut seen = 0u64;
+    let mut fields = 0u64;
+    let mut have_detail = false;
+    let mut nested_rows: Option<usize> = None;
+    if flat {
+        st.item_vals.iter_mut().for_each(|v| *v = None);
+        st.detail_vals.iter_mut().for_each(|v| *v = None);
     }
-}
-
-impl<'de> Visitor<'de> for Item<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an item object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let st = self.0;
-        let l = st.layout;
-        let flat = l.flatten.is_some();
-        let mut seen = 0u64;
-        let mut fields = 0u64;
-        let mut have_detail = false;
-        let mut nested: Option<usize> = None;
-        if flat {
-            st.item_vals.iter_mut().for_each(|v| *v = None);
-            st.detail_vals.iter_mut().for_each(|v| *v = None);
-        }
-        st.hints[0].prev = START;
-        while let Some(key) = next_key(&mut map)? {
-            if let Some(i) = find(&l.item, key, &mut st.hints[0]) {
-                if fields & (1 << i) != 0 {
-                    return Err(bail(Bail));
-                }
-                fields |= 1 << i;
-                if flat {
-                    let mut vals = std::mem::take(&mut st.item_vals);
-                    let r = st.field(&mut map, &l.item[i], &mut seen, Some(&mut vals[i]));
-                    st.item_vals = vals;
-                    r?;
-                } else {
-                    st.field(&mut map, &l.item[i], &mut seen, None)?;
-                }
-            } else if key == b"detail" && !l.detail.is_empty() {
-                if have_detail {
-                    return Err(bail(Bail));
-                }
-                have_detail = true;
-                map.next_value_seed(Detail {
-                    st: &mut *st,
-                    seen: &mut seen,
-                })?;
-            } else if Some(key) == l.flatten.map(str::as_bytes) {
-                if nested.is_some() {
-                    return Err(bail(Bail));
-                }
-                nested = Some(map.next_value_seed(Nested(&mut *st))?);
-            } else {
-                skip(&mut map, key)?;
+    st.hints[0].prev = START;
+    let mut first = true;
+    while let Some(key) = lx.field_key(&mut first, &l.item, &mut st.hints[0])? {
+        if let Ok(i) = key {
+            if fields & (1 << i) != 0 {
+                return Err(Bail);
             }
-        }
-        if flat {
-            let n = nested.unwrap_or(0);
-            st.repeat_item(n).map_err(bail)?;
-            st.rows += n;
+            fields |= 1 << i;
+            if flat {
+                let mut vals = std::mem::take(&mut st.item_vals);
+                let r = st.field(lx, &l.item[i], &mut seen, Some(&mut vals[i]));
+                st.item_vals = vals;
+                r?;
+            } else {
+                st.field(lx, &l.item[i], &mut seen, None)?;
+            }
+        } else if key == Err(b"detail") && !l.detail.is_empty() {
+            if have_detail {
+                return Err(Bail);
+            }
+            have_detail = true;
+            detail(lx, st, &mut seen)?;
+        } else if key.err() == l.flatten.map(str::as_bytes) {
+            if nested_rows.is_some() {
+                return Err(Bail);
+            }
+            nested_rows = Some(nested(lx, st)?);
         } else {
-            st.fill_missing(l.item_cols, seen).map_err(bail)?;
-            st.rows += 1;
+            lx.skip(3)?;
         }
-        Ok(())
     }
+    if flat {
+        let n = nested_rows.unwrap_or(0);
+        st.repeat_item(n)?;
+        st.rows += n;
+    } else {
+        st.fill_missing(l.item_cols, seen)?;
+        st.rows += 1;
+    }
+    Ok(())
 }
 
 /// An item's `detail` object (null or absent: its fields are missing).
-struct Detail<'s, 'de> {
-    st: &'s mut State<'de>,
-    seen: &'s mut u64,
-}
-
-impl<'de> DeserializeSeed<'de> for Detail<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+fn detail<'de>(lx: &mut Lex<'de>, st: &mut State<'de>, seen: &mut u64) -> Result<(), Bail> {
+    if lx.null_or(b'{')? {
+        return Ok(());
     }
-}
-
-impl<'de> Visitor<'de> for Detail<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a detail object")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let st = self.st;
-        let l = st.layout;
-        let flat = l.flatten.is_some();
-        let mut fields = 0u64;
-        st.hints[1].prev = START;
-        while let Some(key) = next_key(&mut map)? {
-            match find(&l.detail, key, &mut st.hints[1]) {
-                Some(i) => {
-                    if fields & (1 << i) != 0 {
-                        return Err(bail(Bail));
-                    }
-                    fields |= 1 << i;
-                    let mut vals = std::mem::take(&mut st.detail_vals);
-                    let keep = if flat { Some(&mut vals[i]) } else { None };
-                    let r = st.field(&mut map, &l.detail[i], self.seen, keep);
-                    st.detail_vals = vals;
-                    r?;
+    let l = st.layout;
+    let flat = l.flatten.is_some();
+    let mut fields = 0u64;
+    st.hints[1].prev = START;
+    let mut first = true;
+    while let Some(key) = lx.field_key(&mut first, &l.detail, &mut st.hints[1])? {
+        match key {
+            Ok(i) => {
+                if fields & (1 << i) != 0 {
+                    return Err(Bail);
                 }
-                None => skip(&mut map, key)?,
+                fields |= 1 << i;
+                let mut vals = std::mem::take(&mut st.detail_vals);
+                let keep = if flat { Some(&mut vals[i]) } else { None };
+                let r = st.field(lx, &l.detail[i], seen, keep);
+                st.detail_vals = vals;
+                r?;
             }
+            Err(_) => lx.skip(4)?,
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The flattened array: one row per element; returns how many.
-struct Nested<'s, 'de>(&'s mut State<'de>);
-
-impl<'de> DeserializeSeed<'de> for Nested<'_, 'de> {
-    type Value = usize;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
+fn nested<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<usize, Bail> {
+    if lx.null_or(b'[')? {
+        return Ok(0);
     }
-}
-
-impl<'de> Visitor<'de> for Nested<'_, 'de> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array")
-    }
-    fn visit_unit<E>(self) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let mut n = 0;
-        while seq.next_element_seed(NestedRow(&mut *self.0))?.is_some() {
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-struct NestedRow<'s, 'de>(&'s mut State<'de>);
-
-impl<'de> DeserializeSeed<'de> for NestedRow<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NestedRow<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a nested object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let st = self.0;
-        let l = st.layout;
+    let l = st.layout;
+    let mut n = 0;
+    let mut first = true;
+    while lx.element(&mut first)? {
+        lx.expect(b'{')?;
         let mut seen = 0u64;
         let mut fields = 0u64;
         st.hints[2].prev = START;
-        while let Some(key) = next_key(&mut map)? {
-            match find(&l.nested, key, &mut st.hints[2]) {
-                Some(i) => {
+        let mut first_key = true;
+        while let Some(key) = lx.field_key(&mut first_key, &l.nested, &mut st.hints[2])? {
+            match key {
+                Ok(i) => {
                     if fields & (1 << i) != 0 {
-                        return Err(bail(Bail));
+                        return Err(Bail);
                     }
                     fields |= 1 << i;
-                    st.field(&mut map, &l.nested[i], &mut seen, None)?;
+                    st.field(lx, &l.nested[i], &mut seen, None)?;
                 }
-                None => skip(&mut map, key)?,
+                Err(_) => lx.skip(5)?,
             }
         }
-        st.fill_missing(l.nested_cols, seen).map_err(bail)
+        st.fill_missing(l.nested_cols, seen)?;
+        n += 1;
     }
+    Ok(n)
 }
 
 /// A List<Struct> column's array (`read_user_source`, `read_jump_position`). Returns
 /// whether it was present (null counts as absent).
-struct ListSeed<'b> {
-    b: &'b mut ListBuilder<StructBuilder>,
+fn list_column(
+    lx: &mut Lex<'_>,
+    b: &mut ListBuilder<StructBuilder>,
     kind: Kind,
-}
-
-impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
+) -> Result<bool, Bail> {
+    if lx.null_or(b'[')? {
+        return Ok(false);
     }
-}
-
-impl<'de> Visitor<'de> for ListSeed<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array")
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some((a, b)) = seq.next_element_seed(Pair(self.kind))? {
-            let sb = self.b.values();
-            match self.kind {
-                Kind::ReadSources => {
-                    let count = sc_i64(&a).ok_or_else(|| bail(Bail))?;
-                    let Scalar::Str(scene) = &b else {
-                        return Err(bail(Bail));
-                    };
-                    let ok = append_read_source(sb, count, scene);
-                    ok.ok_or_else(|| bail(Bail))?;
-                }
-                _ => {
-                    let pos = sc_i64(&a)
-                        .and_then(|x| i32::try_from(x).ok())
-                        .ok_or_else(|| bail(Bail))?;
-                    let rate = sc_f64(&b).ok_or_else(|| bail(Bail))?;
-                    append_jump(sb, pos, rate).ok_or_else(|| bail(Bail))?;
-                }
+    let mut first = true;
+    while lx.element(&mut first)? {
+        let (a, v) = pair(lx, kind)?;
+        let sb = b.values();
+        match kind {
+            Kind::ReadSources => {
+                let count = sc_i64(&a).ok_or(Bail)?;
+                let Scalar::Str(scene) = &v else {
+                    return Err(Bail);
+                };
+                append_read_source(sb, count, scene).ok_or(Bail)?;
+            }
+            _ => {
+                let pos = sc_i64(&a).and_then(|x| i32::try_from(x).ok()).ok_or(Bail)?;
+                let rate = sc_f64(&v).ok_or(Bail)?;
+                append_jump(sb, pos, rate).ok_or(Bail)?;
             }
         }
-        self.b.append(true);
-        Ok(true)
+    }
+    b.append(true);
+    Ok(true)
+}
+
+/// One element of a List<Struct> array: its two fields, both required.
+fn pair<'de>(lx: &mut Lex<'de>, kind: Kind) -> Result<(Scalar<'de>, Scalar<'de>), Bail> {
+    let (ka, kb): (&[u8], &[u8]) = match kind {
+        Kind::ReadSources => (b"user_count", b"scene_desc"),
+        _ => (b"position", b"rate"),
+    };
+    lx.expect(b'{')?;
+    let (mut a, mut b) = (None, None);
+    let mut first = true;
+    while lx.next_key(&mut first)? {
+        let slot = if lx.key_is(ka)? {
+            &mut a
+        } else if lx.key_is(kb)? {
+            &mut b
+        } else {
+            lx.key_text()?;
+            lx.skip(6)?;
+            continue;
+        };
+        if slot.is_some() {
+            return Err(Bail);
+        }
+        *slot = Some(lx.scalar()?);
+    }
+    match (a, b) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Bail),
     }
 }
 
@@ -917,48 +1014,6 @@ fn append_jump(sb: &mut StructBuilder, pos: i32, rate: f64) -> Option<()> {
     sb.field_builder::<Float64Builder>(1)?.append_value(rate);
     sb.append(true);
     Some(())
-}
-
-/// One element of a List<Struct> array: its two fields, both required.
-struct Pair(Kind);
-
-impl<'de> DeserializeSeed<'de> for Pair {
-    type Value = (Scalar<'de>, Scalar<'de>);
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Pair {
-    type Value = (Scalar<'de>, Scalar<'de>);
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (ka, kb): (&[u8], &[u8]) = match self.0 {
-            Kind::ReadSources => (b"user_count", b"scene_desc"),
-            _ => (b"position", b"rate"),
-        };
-        let (mut a, mut b) = (None, None);
-        while let Some(key) = next_key(&mut map)? {
-            let slot = if key == ka {
-                &mut a
-            } else if key == kb {
-                &mut b
-            } else {
-                skip(&mut map, key)?;
-                continue;
-            };
-            if slot.is_some() {
-                return Err(bail(Bail));
-            }
-            *slot = Some(map.next_value_seed(ScalarSeed)?);
-        }
-        match (a, b) {
-            (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(bail(Bail)),
-        }
-    }
 }
 
 /// Rows a body of this size probably holds, to size the builders once. Rather too many
@@ -992,9 +1047,17 @@ pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
         is_delay: None,
         hints: [Hint::new(); 4],
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    de::Deserializer::deserialize_map(&mut de, Top(&mut st)).ok()?;
-    de.end().ok()?;
+    // Invalid UTF-8 anywhere is a body serde_json refuses (only strings may hold it).
+    let text = std::str::from_utf8(body).ok()?;
+    let mut lx = Lex {
+        s: text,
+        b: body,
+        i: 0,
+    };
+    response(&mut lx, &mut st).ok()?;
+    if lx.peek().is_some() {
+        return None;
+    }
     // Response-level values go on every row.
     let rows = st.rows;
     for (fm, v) in layout.response.iter().zip(&st.response_vals) {
@@ -1019,6 +1082,76 @@ fn report_cols(report: &Report) -> Option<&'static [Col]> {
 
 #[cfg(test)]
 mod tests {
+    /// Numbers read as serde_json reads them into a `Value`, bit for bit.
+    #[test]
+    fn numbers_read_as_serde_json_reads_them() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1e2",
+            "2E-3",
+            "0.1",
+            "-5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "0.0271002",
+            "1.0588236",
+            "999999999999999.9",
+            "0.30000000000000004",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let int: String = (0..rnd(12))
+                .map(|_| char::from(b'0' + rnd(10) as u8))
+                .collect();
+            let int = int.trim_start_matches('0');
+            let int = if int.is_empty() { "0" } else { int };
+            let frac: String = (0..1 + rnd(20))
+                .map(|_| char::from(b'0' + rnd(10) as u8))
+                .collect();
+            let sign = if rnd(4) == 0 { "-" } else { "" };
+            texts.push(format!("{sign}{int}.{frac}"));
+        }
+        let mut floats = 0;
+        for t in &texts {
+            let mut lx = super::Lex {
+                s: t,
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let got = lx.number().ok().unwrap_or_else(|| panic!("{t}"));
+            assert_eq!(lx.i, t.len(), "{t}");
+            let want: serde_json::Value = serde_json::from_str(t).unwrap();
+            match got {
+                super::Scalar::U64(u) => assert_eq!(want.as_u64(), Some(u), "{t}"),
+                super::Scalar::I64(i) => {
+                    assert!(want.is_i64() && !want.is_u64(), "{t}");
+                    assert_eq!(want.as_i64(), Some(i), "{t}");
+                }
+                super::Scalar::F64(f) => {
+                    assert!(want.is_f64(), "{t}");
+                    assert_eq!(want.as_f64().map(f64::to_bits), Some(f.to_bits()), "{t}");
+                    floats += 1;
+                }
+                _ => panic!("{t}: not a number"),
+            }
+        }
+        assert!(floats > 19_000);
+    }
+
     #[test]
     fn same_is_slice_equality() {
         let words: Vec<Vec<u8>> = (0..=24)

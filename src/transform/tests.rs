@@ -333,3 +333,104 @@ fn odd_bodies_decode_as_the_reference_decodes_them() {
         assert_eq!(decode(us, body).map(|d| d.batch.num_rows()).ok(), Some(1));
     }
 }
+
+/// Simulator bodies with one random edit each (a byte dropped, doubled or replaced by
+/// JSON punctuation, a byte put before a closing bracket, a number rewritten): whatever
+/// the scanner accepts, the reference decoder accepts too, with the same batch; the rest
+/// the reference decoder judges alone.
+#[test]
+fn mangled_bodies_decode_as_the_reference_decodes_them() {
+    let cfg: crate::sim::SimConfig =
+        serde_json::from_str(r#"{"seed":7,"articles_per_day":2}"#).unwrap();
+    let today = crate::dates::parse("2026-01-20").unwrap();
+    let end = today.pred_opt().unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    const BYTES: &[u8] = b"{}[],:\" \\0123456789-+.eEtrufalsn\xc3\xff\x01";
+    const NUMBERS: &[&str] = &[
+        "-0",
+        "01",
+        "1.0",
+        "1e2",
+        "-5",
+        "1.",
+        "18446744073709551616",
+        "9999999999999999999",
+        "1e400",
+        "-9223372036854775809",
+        "0.1e-2",
+        "2E+1",
+    ];
+    let (mut kept, mut refused, mut tried) = (0, 0, 0);
+    for id in [
+        "user_summary",
+        "article_total_detail",
+        "article_read",
+        "user_read_hour",
+    ] {
+        let r = catalog::find(id).unwrap();
+        let span = chrono::Duration::days(i64::from(r.span) - 1);
+        let body = crate::sim::respond(&cfg, today, r, "wxfast0000000004", end - span, end)
+            .to_string()
+            .into_bytes();
+        for _ in 0..500 {
+            let mut b = body.clone();
+            let at = rnd(b.len());
+            match rnd(5) {
+                0 => {
+                    b.remove(at);
+                }
+                1 => b.insert(at, b[at]),
+                2 => b[at] = BYTES[rnd(BYTES.len())],
+                3 => {
+                    // Something before the end of an object or array (a trailing comma...).
+                    let Some(close) = b[at..].iter().position(|&c| c == b'}' || c == b']') else {
+                        continue;
+                    };
+                    b.insert(at + close, BYTES[rnd(BYTES.len())]);
+                }
+                _ => {
+                    // A number (the digits after the `at`-th colon) rewritten.
+                    let Some(colon) = b[at..].iter().position(|&c| c == b':') else {
+                        continue;
+                    };
+                    let from = at + colon + 1;
+                    let len = b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    if len == 0 {
+                        continue;
+                    }
+                    let n = NUMBERS[rnd(NUMBERS.len())].as_bytes();
+                    b.splice(from..from + len, n.iter().copied());
+                }
+            }
+            tried += 1;
+            let got = decode(r, &b);
+            let want = decode_reference(r, &b);
+            let what = String::from_utf8_lossy(&b).into_owned();
+            match (got, want) {
+                (Ok(g), Ok(w)) => {
+                    assert_same(&g.batch, &w.batch, &what);
+                    assert_eq!(g.is_delay, w.is_delay, "{what}");
+                    kept += usize::from(fast::decode(r, &b).is_some());
+                }
+                (Err(Ok(g)), Err(Ok(w))) => assert_eq!(g, w, "{what}"),
+                (Err(Err(g)), Err(Err(w))) => {
+                    assert_eq!(g.to_string(), w.to_string(), "{what}");
+                    refused += 1;
+                }
+                (g, w) => panic!("{what}: decode gave {g:?}, the reference {w:?}"),
+            }
+        }
+    }
+    // Both kinds were exercised: edits the scanner took and edits nobody takes.
+    assert!(tried > 1000, "{tried} edits");
+    assert!(
+        kept > 100 && refused > 100,
+        "kept {kept}, refused {refused}"
+    );
+}
