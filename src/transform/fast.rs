@@ -451,6 +451,34 @@ impl<'de> Lex<'de> {
         })
     }
 
+    /// A non-negative integer of at most 18 digits, read; anything else is left unread.
+    #[inline]
+    fn plain_int(&mut self) -> Option<i64> {
+        let c = self.peek()?;
+        let b = self.b;
+        let start = self.i;
+        let mut j = start;
+        let mut v = 0i64;
+        match c {
+            b'0' => j += 1,
+            b'1'..=b'9' => {
+                while let Some(&d @ b'0'..=b'9') = b.get(j) {
+                    if j - start == 18 {
+                        return None;
+                    }
+                    v = v * 10 + i64::from(d - b'0');
+                    j += 1;
+                }
+            }
+            _ => return None,
+        }
+        if matches!(b.get(j), Some(b'.' | b'e' | b'E' | b'0'..=b'9')) {
+            return None;
+        }
+        self.i = j;
+        Some(v)
+    }
+
     /// A scalar; an array or object is not one.
     #[inline]
     fn scalar(&mut self) -> Result<Scalar<'de>, Bail> {
@@ -700,6 +728,16 @@ impl<'de> State<'de> {
                 *seen |= 1 << c;
             }
             return Ok(());
+        }
+        if let ([c], None, false) = (fm.cols.as_slice(), &keep, fm.date) {
+            // The common case, an integer for an integer column, without a `Scalar`.
+            if let Builder::I64(b) = &mut self.builders[*c] {
+                if let Some(v) = lx.plain_int() {
+                    b.append_value(v);
+                    *seen |= 1 << c;
+                    return Ok(());
+                }
+            }
         }
         let v = if fm.date { lx.date()? } else { lx.scalar()? };
         if matches!(v, Scalar::Null) {
