@@ -271,12 +271,12 @@ impl<'de> Lex<'de> {
         }
     }
 
-    /// Moves to the next key of an object (true), or past the object's end (false).
-    /// `first`: no key read yet.
+    /// Moves to the next member of an object or array (true: a comma read if one was
+    /// due), or past its `close` (false). `first`: no member read yet.
     #[inline]
-    fn next_key(&mut self, first: &mut bool) -> Result<bool, Bail> {
-        let mut c = self.peek().ok_or(Bail)?;
-        if c == b'}' {
+    fn next(&mut self, first: &mut bool, close: u8) -> Result<bool, Bail> {
+        let c = self.peek().ok_or(Bail)?;
+        if c == close {
             self.i += 1;
             return Ok(false);
         }
@@ -285,10 +285,19 @@ impl<'de> Lex<'de> {
                 return Err(Bail);
             }
             self.i += 1;
-            c = self.peek().ok_or(Bail)?;
         }
         *first = false;
-        if c != b'"' {
+        Ok(true)
+    }
+
+    /// Moves to the next key of an object (true), or past the object's end (false).
+    #[inline]
+    fn next_key(&mut self, first: &mut bool) -> Result<bool, Bail> {
+        // After a comma, a `}` is no key: the quote check refuses it.
+        if !self.next(first, b'}')? {
+            return Ok(false);
+        }
+        if self.peek() != Some(b'"') {
             return Err(Bail);
         }
         Ok(true)
@@ -357,19 +366,7 @@ impl<'de> Lex<'de> {
     /// Whether another element of an array follows, or `]` ended it.
     #[inline]
     fn element(&mut self, first: &mut bool) -> Result<bool, Bail> {
-        let c = self.peek().ok_or(Bail)?;
-        if c == b']' {
-            self.i += 1;
-            return Ok(false);
-        }
-        if !*first {
-            if c != b',' {
-                return Err(Bail);
-            }
-            self.i += 1;
-        }
-        *first = false;
-        Ok(true)
+        self.next(first, b']')
     }
 
     fn word(&mut self, w: &[u8]) -> Result<(), Bail> {
@@ -528,27 +525,12 @@ impl<'de> Lex<'de> {
             b'{' => {
                 self.i += 1;
                 let mut first = true;
-                loop {
-                    let mut c = self.peek().ok_or(Bail)?;
-                    if c == b'}' {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                    if !first {
-                        if c != b',' {
-                            return Err(Bail);
-                        }
-                        self.i += 1;
-                        c = self.peek().ok_or(Bail)?;
-                    }
-                    first = false;
-                    if c != b'"' {
-                        return Err(Bail);
-                    }
+                while self.next_key(&mut first)? {
                     self.skip_string()?;
                     self.expect(b':')?;
                     self.skip(depth + 1)?;
                 }
+                Ok(())
             }
             b'[' => {
                 self.i += 1;
@@ -790,6 +772,17 @@ impl<'de> State<'de> {
     }
 }
 
+/// Marks field `i` of an object as read; a second time, the reference decoder decides
+/// (it keeps the last of duplicate keys).
+#[inline]
+fn first_time(fields: &mut u64, i: usize) -> Result<(), Bail> {
+    if *fields & (1 << i) != 0 {
+        return Err(Bail);
+    }
+    *fields |= 1 << i;
+    Ok(())
+}
+
 /// The response object.
 fn response<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<(), Bail> {
     lx.expect(b'{')?;
@@ -834,10 +827,7 @@ fn response<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<(), Bail> {
                 if key == b"is_delay" || resp.is_some() {
                     let v = lx.scalar()?;
                     if let Some(i) = resp {
-                        if seen_resp & (1 << i) != 0 {
-                            return Err(Bail);
-                        }
-                        seen_resp |= 1 << i;
+                        first_time(&mut seen_resp, i)?;
                         st.response_vals[i] = Some(v.clone());
                     }
                     if key == b"is_delay" {
@@ -876,10 +866,7 @@ fn item<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<(), Bail> {
     let mut first = true;
     while let Some(key) = lx.field_key(&mut first, &l.item, &mut st.hints[0])? {
         if let Ok(i) = key {
-            if fields & (1 << i) != 0 {
-                return Err(Bail);
-            }
-            fields |= 1 << i;
+            first_time(&mut fields, i)?;
             if flat {
                 let mut vals = std::mem::take(&mut st.item_vals);
                 let r = st.field(lx, &l.item[i], &mut seen, Some(&mut vals[i]));
@@ -927,10 +914,7 @@ fn detail<'de>(lx: &mut Lex<'de>, st: &mut State<'de>, seen: &mut u64) -> Result
     while let Some(key) = lx.field_key(&mut first, &l.detail, &mut st.hints[1])? {
         match key {
             Ok(i) => {
-                if fields & (1 << i) != 0 {
-                    return Err(Bail);
-                }
-                fields |= 1 << i;
+                first_time(&mut fields, i)?;
                 let mut vals = std::mem::take(&mut st.detail_vals);
                 let keep = if flat { Some(&mut vals[i]) } else { None };
                 let r = st.field(lx, &l.detail[i], seen, keep);
@@ -960,10 +944,7 @@ fn nested<'de>(lx: &mut Lex<'de>, st: &mut State<'de>) -> Result<usize, Bail> {
         while let Some(key) = lx.field_key(&mut first_key, &l.nested, &mut st.hints[2])? {
             match key {
                 Ok(i) => {
-                    if fields & (1 << i) != 0 {
-                        return Err(Bail);
-                    }
-                    fields |= 1 << i;
+                    first_time(&mut fields, i)?;
                     st.field(lx, &l.nested[i], &mut seen, None)?;
                 }
                 Err(_) => lx.skip(5)?,

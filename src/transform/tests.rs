@@ -153,6 +153,28 @@ fn fast_path_takes_every_simulator_body_and_matches_the_reference() {
     assert!(delayed > 0, "no is_delay response was compared");
 }
 
+/// A small deterministic generator: `rnd(n)` is in `0..n`.
+fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    }
+}
+
+/// The simulator's answer for the window of `r` that ends the day before `today`.
+fn last_window(
+    cfg: &crate::sim::SimConfig,
+    today: chrono::NaiveDate,
+    r: &'static Report,
+    app: &str,
+) -> serde_json::Value {
+    let span = chrono::Duration::days(i64::from(r.span) - 1);
+    let end = today.pred_opt().unwrap();
+    crate::sim::respond(cfg, today, r, app, end - span, end)
+}
+
 /// Items whose keys come in a different order each (reversed, as sent, shuffled), in
 /// every level, on bodies where some rows leave fields out: the key-order guess must
 /// only ever save time.
@@ -162,13 +184,7 @@ fn key_order_changing_between_rows_decodes_as_the_reference() {
     let cfg: crate::sim::SimConfig =
         serde_json::from_str(r#"{"seed":5,"articles_per_day":4}"#).unwrap();
     let today = crate::dates::parse("2026-01-20").unwrap();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n.max(1) as u64) as usize
-    };
+    let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
     // Written out by hand: `serde_json::Map` keeps its keys sorted.
     fn reorder(v: &Value, row: usize, rnd: &mut dyn FnMut(usize) -> usize) -> String {
         match v {
@@ -208,9 +224,7 @@ fn key_order_changing_between_rows_decodes_as_the_reference() {
         "user_summary",
     ] {
         let r = catalog::find(id).unwrap();
-        let span = chrono::Duration::days(i64::from(r.span) - 1);
-        let end = today.pred_opt().unwrap();
-        let v = crate::sim::respond(&cfg, today, r, "wxfast0000000003", end - span, end);
+        let v = last_window(&cfg, today, r, "wxfast0000000003");
         let body = reorder(&v, 0, &mut rnd);
         let fast = fast::decode(r, body.as_bytes())
             .unwrap_or_else(|| panic!("{id}: the fast path gave up on reordered keys"));
@@ -343,14 +357,7 @@ fn mangled_bodies_decode_as_the_reference_decodes_them() {
     let cfg: crate::sim::SimConfig =
         serde_json::from_str(r#"{"seed":7,"articles_per_day":2}"#).unwrap();
     let today = crate::dates::parse("2026-01-20").unwrap();
-    let end = today.pred_opt().unwrap();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n.max(1) as u64) as usize
-    };
+    let mut rnd = xorshift(0x2545_f491_4f6c_dd1d);
     const BYTES: &[u8] = b"{}[],:\" \\0123456789-+.eEtrufalsn\xc3\xff\x01";
     const NUMBERS: &[&str] = &[
         "-0",
@@ -374,8 +381,7 @@ fn mangled_bodies_decode_as_the_reference_decodes_them() {
         "user_read_hour",
     ] {
         let r = catalog::find(id).unwrap();
-        let span = chrono::Duration::days(i64::from(r.span) - 1);
-        let body = crate::sim::respond(&cfg, today, r, "wxfast0000000004", end - span, end)
+        let body = last_window(&cfg, today, r, "wxfast0000000004")
             .to_string()
             .into_bytes();
         for _ in 0..500 {
