@@ -143,7 +143,6 @@ impl AccountClient {
                 if let Ok(mut b) = self.base.lock() {
                     *b = host;
                 }
-
                 true
             }
             None => false,

@@ -241,20 +241,20 @@ impl PartStream {
 
     /// Appends one window's rows (in any order: a row group is sorted as a whole when it is
     /// written); its dates must follow the last window's.
-    pub fn push(&mut self, sorted: RecordBatch) -> Result<(), LoadError> {
-        if sorted.num_rows() == 0 {
+    pub fn push(&mut self, batch: RecordBatch) -> Result<(), LoadError> {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let span = date_span(&sorted);
+        let span = date_span(&batch);
         if self.spans.last().is_some_and(|l| l.1 >= span.0) {
             return Err(LoadError::Arrow(arrow::error::ArrowError::ComputeError(
                 "windows reached a partition out of date order".into(),
             )));
         }
         self.spans.push(span);
-        self.rows += sorted.num_rows();
-        self.pending_bytes += sorted.get_array_memory_size();
-        self.pending.push(sorted);
+        self.rows += batch.num_rows();
+        self.pending_bytes += batch.get_array_memory_size();
+        self.pending.push(batch);
         if self.pending_bytes >= ROW_GROUP_BYTES {
             self.write_pending()?;
             self.writer.flush().map_err(stream_error)?;

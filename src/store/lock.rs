@@ -1,7 +1,8 @@
 //! Local locks: the same files under `_wxcube/locks/` as ever (one per object, and
 //! `commit.lock`). An update takes its object's lock only after losing a race (see
-//! `update_cas`); the lock file is opened then and closed when its guard drops: every holder has its own open file, so flock excludes writers in this
-//! process as well as in others (and older wxcube releases, which lock the same files),
+//! `update_cas`); the lock file is opened then and closed when its guard drops: every
+//! holder has its own open file, so flock excludes writers in this process as well as in
+//! others (and older wxcube releases, which lock the same files),
 //! and nothing stays open however many partitions a run touches. Only `commit.lock`,
 //! which every local write takes, stays open for the store's life.
 

@@ -197,7 +197,6 @@ fn find(level: &[FieldMap], key: &[u8], hint: &mut Hint) -> Option<usize> {
 /// serde_json from their own token, so both decoders read every value alike.
 struct Lex<'de> {
     s: &'de str,
-    b: &'de [u8],
     i: usize,
 }
 
@@ -212,10 +211,15 @@ const POW10: [f64; 23] = [
 const MAX_DEPTH: u32 = 100;
 
 impl<'de> Lex<'de> {
+    #[inline]
+    fn bytes(&self) -> &'de [u8] {
+        self.s.as_bytes()
+    }
+
     /// The next byte after whitespace, not consumed.
     #[inline]
     fn peek(&mut self) -> Option<u8> {
-        while let Some(&c) = self.b.get(self.i) {
+        while let Some(&c) = self.bytes().get(self.i) {
             match c {
                 b' ' | b'\n' | b'\r' | b'\t' => self.i += 1,
                 _ => return Some(c),
@@ -242,7 +246,7 @@ impl<'de> Lex<'de> {
         let mut j = start;
         let mut escaped = false;
         loop {
-            match *self.b.get(j).ok_or(Bail)? {
+            match *self.bytes().get(j).ok_or(Bail)? {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
@@ -320,7 +324,7 @@ impl<'de> Lex<'de> {
     fn key_is(&mut self, name: &[u8]) -> Result<bool, Bail> {
         let at = self.i + 1;
         let end = at + name.len();
-        match self.b.get(at..=end) {
+        match self.bytes().get(at..=end) {
             Some(k) if k[name.len()] == b'"' && same(&k[..name.len()], name) => {
                 self.i = end + 1;
                 self.expect(b':')?;
@@ -370,7 +374,7 @@ impl<'de> Lex<'de> {
     }
 
     fn word(&mut self, w: &[u8]) -> Result<(), Bail> {
-        if self.b.get(self.i..self.i + w.len()) == Some(w) {
+        if self.bytes().get(self.i..self.i + w.len()) == Some(w) {
             self.i += w.len();
             Ok(())
         } else {
@@ -381,7 +385,7 @@ impl<'de> Lex<'de> {
     /// A number, `i` on its first byte.
     #[inline]
     fn number(&mut self) -> Result<Scalar<'de>, Bail> {
-        let b = self.b;
+        let b = self.bytes();
         let start = self.i;
         let mut j = start;
         let negative = b.get(j) == Some(&b'-');
@@ -452,7 +456,7 @@ impl<'de> Lex<'de> {
     #[inline]
     fn plain_int(&mut self) -> Option<i64> {
         let c = self.peek()?;
-        let b = self.b;
+        let b = self.bytes();
         let start = self.i;
         let mut j = start;
         let mut v = 0i64;
@@ -1068,11 +1072,7 @@ pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
     };
     // Invalid UTF-8 anywhere is a body serde_json refuses (only strings may hold it).
     let text = std::str::from_utf8(body).ok()?;
-    let mut lx = Lex {
-        s: text,
-        b: body,
-        i: 0,
-    };
+    let mut lx = Lex { s: text, i: 0 };
     response(&mut lx, &mut st).ok()?;
     if lx.peek().is_some() {
         return None;
@@ -1146,11 +1146,7 @@ mod tests {
         }
         let mut floats = 0;
         for t in &texts {
-            let mut lx = super::Lex {
-                s: t,
-                b: t.as_bytes(),
-                i: 0,
-            };
+            let mut lx = super::Lex { s: t, i: 0 };
             let got = lx.number().ok().unwrap_or_else(|| panic!("{t}"));
             assert_eq!(lx.i, t.len(), "{t}");
             let want: serde_json::Value = serde_json::from_str(t).unwrap();
