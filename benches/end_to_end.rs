@@ -14,7 +14,7 @@
 //! Per run: rows, data calls (counted by the simulator) / planned calls, wall and client CPU
 //! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
 //! million rows, context switches (getrusage via GNU time), and where `perf stat` may count
-//! tracepoints, the client's syscalls (all, futex, fsync, rename, openat) in total and per
+//! tracepoints, the client's syscalls (all, futex, fsync, syncfs, rename, openat) in total and per
 //! data call. The criterion results of `hot_path` (if run before) are folded in.
 //! Everything goes to `target/bench-report.json` and is printed as a table.
 //!
@@ -314,6 +314,7 @@ fn perf_events() -> Option<&'static str> {
     *EVENTS.get_or_init(|| {
         const E: &str = "raw_syscalls:sys_enter,syscalls:sys_enter_futex,\
             syscalls:sys_enter_epoll_wait,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,\
+            syscalls:sys_enter_syncfs,\
             syscalls:sys_enter_rename,syscalls:sys_enter_renameat,syscalls:sys_enter_renameat2,\
             syscalls:sys_enter_openat,syscalls:sys_enter_flock,context-switches";
         if std::env::var("WXCUBE_BENCH_PERF").is_ok_and(|v| v == "0") {
@@ -597,12 +598,13 @@ fn print_table(report: &Value) {
             );
         }
         println!(
-            "{:>13} per data call: {} CPU µs, {} syscalls ({} futex); run: {} fsync, {} rename, {} openat, {} + {} context switches (voluntary + not)",
+            "{:>13} per data call: {} CPU µs, {} syscalls ({} futex); run: {} fsync, {} syncfs, {} rename, {} openat, {} + {} context switches (voluntary + not)",
             "",
             f(&r["cpu_us_per_call"]),
             f(&r["syscalls"]["per_data_call"]),
             f(&r["syscalls"]["futex_per_data_call"]),
             f(&r["syscalls"]["fsync"]),
+            f(&r["syscalls"]["syncfs"]),
             f(&r["syscalls"]["rename"]),
             f(&r["syscalls"]["openat"]),
             f(&r["voluntary_switches"]),

@@ -18,7 +18,10 @@
 //!   429) for at most [`S3_RETRY_TIMEOUT`]; longer outages surface as retryable `Remote`
 //!   errors for the caller's own backoff, so the two loops do not multiply into minutes.
 //! - Local: object_store's LocalFileSystem neither fsyncs nor supports conditional updates,
-//!   so a write is temp file in the same folder → fsync → rename → fsync of the folder. The
+//!   so a write is temp file in the same folder → fsync → rename → fsync of the folder, where
+//!   both syncs are a `syncfs` shared by every write waiting for one on filesystems known to
+//!   honour it, and a table file's rename waits for the next sync of a `_wxcube/` record
+//!   (`store/sync.rs`). The
 //!   version check and the rename happen under one short lock for the whole store
 //!   (`commit.lock`, held for a stat and a rename: one lock file per object cost an inode
 //!   per partition, which ext4 without a journal allocates slowly); the
@@ -29,6 +32,7 @@
 
 mod cas;
 mod lock;
+mod sync;
 pub use cas::{update_cas, Cas, CAS_ATTEMPTS};
 pub use lock::LockGuard;
 
@@ -149,6 +153,7 @@ pub enum Store {
     Local {
         root: PathBuf,
         locks: Arc<lock::Locks>,
+        sync: Arc<sync::Syncer>,
     },
     Remote {
         store: Arc<dyn ObjectStore>,
@@ -269,6 +274,7 @@ impl Store {
         Ok(Store::Local {
             root: PathBuf::from(local),
             locks: Arc::default(),
+            sync: Arc::new(sync::Syncer::new(PathBuf::from(local))),
         })
     }
 
@@ -342,11 +348,11 @@ impl Store {
 
     async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<Tag, StoreError> {
         match self {
-            Store::Local { root, locks } => {
+            Store::Local { root, locks, sync } => {
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.cloned());
-                let locks = locks.clone();
+                let (locks, sync) = (locks.clone(), sync.clone());
                 tokio::task::spawn_blocking(move || {
-                    write_local(&root, &locks, &rel_s, &bytes, want)
+                    write_local(&root, &locks, &sync, &rel_s, &bytes, want)
                 })
                 .await
                 .map_err(joined("write", rel))?
@@ -399,12 +405,14 @@ impl Store {
     /// it), and the dates are reopened in state before, so even then they are fetched again.
     pub async fn delete_if(&self, rel: &str, tag: &Tag) -> Result<(), StoreError> {
         match self {
-            Store::Local { root, locks } => {
+            Store::Local { root, locks, sync } => {
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.clone());
-                let locks = locks.clone();
-                tokio::task::spawn_blocking(move || delete_local(&root, &locks, &rel_s, &want))
-                    .await
-                    .map_err(joined("delete", rel))?
+                let (locks, sync) = (locks.clone(), sync.clone());
+                tokio::task::spawn_blocking(move || {
+                    delete_local(&root, &locks, &sync, &rel_s, &want)
+                })
+                .await
+                .map_err(joined("delete", rel))?
             }
             Store::Remote { store, prefix, .. } => {
                 let p = Self::obj(prefix, rel);
@@ -471,7 +479,7 @@ impl Store {
     /// no lock. (Writers go through `lock_read`; this serves the tests.)
     #[cfg(test)]
     pub async fn lock(&self, rel: &str) -> Result<Option<LockGuard>, StoreError> {
-        let Store::Local { root, locks } = self else {
+        let Store::Local { root, locks, .. } = self else {
             return Ok(None);
         };
         let (guard, ()) = locks.lock_then(lock_path(root, rel), || Ok(())).await?;
@@ -483,7 +491,7 @@ impl Store {
         &self,
         rel: &str,
     ) -> Result<(Option<LockGuard>, Option<(Bytes, Tag)>), StoreError> {
-        let Store::Local { root, locks } = self else {
+        let Store::Local { root, locks, .. } = self else {
             return Ok((None, self.read(rel).await?));
         };
         let path = root.join(rel);
@@ -572,6 +580,7 @@ fn current_version(path: &FsPath) -> Result<Version, StoreError> {
 fn write_local(
     root: &FsPath,
     locks: &lock::Locks,
+    sync: &sync::Syncer,
     rel: &str,
     bytes: &[u8],
     want: Option<Tag>,
@@ -587,7 +596,7 @@ fn write_local(
     let result = (|| {
         let mut f = in_folder(&tmp, |p| std::fs::File::create(p)).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
+        sync.file(&f).map_err(io("fsync", &tmp))?;
         // The new version is this file (a rename keeps its identity); a stat of the path
         // after the rename could see a later writer's file.
         let ours = f.metadata().map_err(io("stat", &tmp))?;
@@ -604,10 +613,14 @@ fn write_local(
             }
             std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         }
-        // The rename is durable only once the folder is synced.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        // The rename is durable only once the folder is synced. It is visible already, so a
+        // failure here is not the write's: the next sync retries it.
+        let durable = if rel.starts_with("_wxcube/") {
+            sync::Durable::Now
+        } else {
+            sync::Durable::ByNextSync
+        };
+        let _ = sync.folder(dir, durable);
         Ok(Tag(Version::Local(FileId::of(&ours))))
     })();
     if result.is_err() {
@@ -619,6 +632,7 @@ fn write_local(
 fn delete_local(
     root: &FsPath,
     locks: &lock::Locks,
+    sync: &sync::Syncer,
     rel: &str,
     want: &Tag,
 ) -> Result<(), StoreError> {
@@ -637,9 +651,7 @@ fn delete_local(
         std::fs::remove_file(&path).map_err(io("delete", &path))?;
     }
     if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        let _ = sync.folder(dir, sync::Durable::Now);
     }
     Ok(())
 }
