@@ -596,10 +596,10 @@ fn write_local(
     let result = (|| {
         let mut f = in_folder(&tmp, |p| std::fs::File::create(p)).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
-        sync.file(&f).map_err(io("fsync", &tmp))?;
         // The new version is this file (a rename keeps its identity); a stat of the path
         // after the rename could see a later writer's file.
-        let ours = f.metadata().map_err(io("stat", &tmp))?;
+        let ours = FileId::of(&f.metadata().map_err(io("stat", &tmp))?);
+        sync.file(&f, ours.dev).map_err(io("fsync", &tmp))?;
         drop(f);
         {
             // Check and swap under one lock; held only for a stat and a rename.
@@ -620,8 +620,8 @@ fn write_local(
         } else {
             sync::Durable::ByNextSync
         };
-        let _ = sync.folder(dir, durable);
-        Ok(Tag(Version::Local(FileId::of(&ours))))
+        let _ = sync.folder(dir, ours.dev, durable);
+        Ok(Tag(Version::Local(ours)))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -637,21 +637,23 @@ fn delete_local(
     want: &Tag,
 ) -> Result<(), StoreError> {
     let path = root.join(rel);
-    {
+    let dev = {
         let _guard = locks.commit(&root.join(COMMIT_LOCK))?;
-        match current_version(&path)? {
+        let dev = match current_version(&path)? {
             Version::Absent => return Ok(()),
             v if v != want.0 => {
                 return Err(StoreError::Conflict {
                     path: path.display().to_string(),
                 })
             }
-            _ => {}
-        }
+            Version::Local(id) => id.dev,
+            Version::Remote(_) => u64::MAX,
+        };
         std::fs::remove_file(&path).map_err(io("delete", &path))?;
-    }
+        dev
+    };
     if let Some(dir) = path.parent() {
-        let _ = sync.folder(dir, sync::Durable::Now);
+        let _ = sync.folder(dir, dev, sync::Durable::Now);
     }
     Ok(())
 }

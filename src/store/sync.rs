@@ -8,14 +8,16 @@
 //!
 //! `syncfs` flushes the whole filesystem, so it is used only where it is known to make the
 //! data durable and to report writeback errors (Linux 5.8 and later; ext4, XFS, btrfs, tmpfs,
-//! overlayfs); anywhere else (NFS, FUSE, other systems) each file and folder is fsynced as
-//! before. A failed sync fails every write that waited for it and every write that waited
+//! overlayfs), and only for files on the root folder's device; anywhere else (NFS, FUSE,
+//! a table folder mounted from another disk, other systems) each file and folder is fsynced
+//! as before. A failed sync fails every write that waited for it and every write that waited
 //! for a later one: the failure may have been any of theirs.
 //!
 //! Workload R (`make bench`): 788 fsyncs a run became ~470 syncfs, client CPU −5 %.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 /// When a rename must be durable.
@@ -36,9 +38,13 @@ type SyncFn = fn(&File) -> std::io::Result<()>;
 /// One per local store.
 pub struct Syncer {
     root: PathBuf,
-    /// The store's root folder when `syncfs` serves it; `None` for fsync per file.
-    fs: OnceLock<Option<File>>,
+    /// The store's root folder and its device when `syncfs` serves it; `None` for fsync
+    /// per file. A file on another device (a table folder mounted or linked elsewhere) is
+    /// fsynced on its own, folder included.
+    fs: OnceLock<Option<(File, u64)>>,
     sync: SyncFn,
+    /// A rename waits for the next sync (`Durable::ByNextSync`).
+    deferred: AtomicBool,
     gens: Mutex<Gens>,
     finished: Condvar,
 }
@@ -69,36 +75,55 @@ impl Syncer {
             root,
             fs: OnceLock::new(),
             sync,
+            deferred: AtomicBool::new(false),
             gens: Mutex::default(),
             finished: Condvar::new(),
         }
     }
 
-    /// Makes `file`'s bytes durable (before it is renamed into place).
-    pub fn file(&self, file: &File) -> std::io::Result<()> {
-        match self.shared() {
-            Some(fs) => self.wait(fs),
-            None => file.sync_all(),
+    /// Makes the bytes of `file` (on device `dev`) durable, before it is renamed into place.
+    pub fn file(&self, file: &File, dev: u64) -> std::io::Result<()> {
+        if let Some(fs) = self.shared(dev) {
+            return self.wait(fs);
         }
+        // A record on another device (`_wxcube` linked elsewhere) must still not be durable
+        // before a rename it may record.
+        if let Some((root, _)) = self.root() {
+            if self.deferred.load(Ordering::SeqCst) {
+                self.wait(root)?;
+            }
+        }
+        file.sync_all()
     }
 
-    /// Makes a rename or unlink in `dir` durable (see [`Durable`]).
-    pub fn folder(&self, dir: &Path, durable: Durable) -> std::io::Result<()> {
-        match (self.shared(), durable) {
-            (Some(_), Durable::ByNextSync) => Ok(()),
+    /// Makes a rename or unlink in `dir` (on device `dev`) durable (see [`Durable`]).
+    pub fn folder(&self, dir: &Path, dev: u64, durable: Durable) -> std::io::Result<()> {
+        match (self.shared(dev), durable) {
+            (Some(_), Durable::ByNextSync) => {
+                self.deferred.store(true, Ordering::SeqCst);
+                Ok(())
+            }
             (Some(fs), Durable::Now) => self.wait(fs),
             (None, _) => File::open(dir)?.sync_all(),
         }
     }
 
-    fn shared(&self) -> Option<&File> {
+    /// The root folder to `syncfs`, if that makes a file on `dev` durable.
+    fn shared(&self, dev: u64) -> Option<&File> {
+        let (root, root_dev) = self.root()?;
+        (root_dev == dev).then_some(root)
+    }
+
+    fn root(&self) -> Option<(&File, u64)> {
         // Opened at the first write, which has made the root folder by then.
         self.fs
             .get_or_init(|| {
                 let root = File::open(&self.root).ok()?;
-                syncfs_serves(&root).then_some(root)
+                let dev = std::os::unix::fs::MetadataExt::dev(&root.metadata().ok()?);
+                syncfs_serves(&root).then_some((root, dev))
             })
             .as_ref()
+            .map(|(f, d)| (f, *d))
     }
 
     /// Waits for a sync that starts after this call, running it if none is running.
@@ -122,6 +147,8 @@ impl Syncer {
             g.started += 1;
             let gen = g.started;
             drop(g);
+            // Every deferred rename so far is covered by this sync.
+            self.deferred.store(false, Ordering::SeqCst);
             let result = (self.sync)(fs);
             g = self.gens.lock().unwrap_or_else(|p| p.into_inner());
             g.running = false;
@@ -172,7 +199,7 @@ fn serves(release: &str, fs: nix::sys::statfs::FsType) -> bool {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
 
     #[test]
@@ -236,5 +263,55 @@ mod tests {
         let second = s.wait(&fs);
         assert!(first.join().expect("first").is_err());
         assert!(second.is_ok(), "the sync after the failure succeeded");
+
+        // Devices: only files on the root's device are served by its syncfs.
+        use std::os::unix::fs::MetadataExt;
+        let root_dev = fs.metadata().expect("stat").dev();
+        if !syncfs_serves(&fs) {
+            eprintln!(
+                "syncfs does not serve {}: device checks skipped",
+                dir.path().display()
+            );
+            return;
+        }
+        let syncs = || SYNCS.load(Ordering::SeqCst);
+        let f = File::create(dir.path().join("a")).expect("create");
+        let n = syncs();
+        s.file(&f, root_dev).expect("sync");
+        assert_eq!(
+            syncs(),
+            n + 1,
+            "a file on the root's device waits for syncfs"
+        );
+        s.folder(dir.path(), root_dev, Durable::ByNextSync)
+            .expect("deferred");
+        assert_eq!(
+            syncs(),
+            n + 1,
+            "a table file's rename waits for the next sync"
+        );
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm: the other-device checks skipped");
+            return;
+        };
+        let g = File::create(other.path().join("b")).expect("create");
+        let other_dev = g.metadata().expect("stat").dev();
+        if other_dev == root_dev {
+            eprintln!("/dev/shm is on the root's device: the other-device checks skipped");
+            return;
+        }
+        // A record on another device first syncs the deferred rename, then itself.
+        s.file(&g, other_dev).expect("sync");
+        assert_eq!(syncs(), n + 2, "the deferred rename is synced first");
+        s.file(&g, other_dev).expect("sync");
+        assert_eq!(
+            syncs(),
+            n + 2,
+            "nothing deferred: the file's own fsync only"
+        );
+        s.folder(other.path(), other_dev, Durable::ByNextSync)
+            .expect("fsynced at once");
+        s.file(&g, other_dev).expect("sync");
+        assert_eq!(syncs(), n + 2, "a rename on another device is not deferred");
     }
 }
