@@ -296,14 +296,29 @@ impl Store {
     /// Reads an object; `None` if it does not exist.
     pub async fn read(&self, rel: &str) -> Result<Option<(Bytes, Tag)>, StoreError> {
         match self {
-            // On the runtime's thread: a local read is a page-cache copy of a few KB to a
-            // few MB, cheaper than handing it to a blocking thread and waking back (R: ~550
-            // hand-offs a run, −3 % CPU). Writes still go to one: they wait for syncs. The
-            // yield keeps a loop of reads from starving the futures it is joined with.
-            Store::Local { root, .. } => {
-                let read = read_local(&root.join(rel));
+            // On a local filesystem, on the runtime's thread: reading a state file or a
+            // partition of a few MB costs less than handing it to a blocking thread and
+            // waking back (R: ~550 hand-offs a run, −3 % CPU). Larger files, and any file on
+            // NFS, FUSE and the like, are read on a blocking thread; writes always are
+            // (they wait for syncs). The yield keeps a loop of reads from starving the
+            // futures it is joined with.
+            Store::Local { root, sync, .. } => {
+                let path = root.join(rel);
+                if !sync.reads_inline() {
+                    return tokio::task::spawn_blocking(move || read_whole(&path))
+                        .await
+                        .map_err(joined("read", rel))?;
+                }
+                let read = match read_local(&path, INLINE_READ_MAX)? {
+                    Opened::Done(r) => r,
+                    Opened::Large(f, meta) => {
+                        tokio::task::spawn_blocking(move || read_rest(f, &meta, &path))
+                            .await
+                            .map_err(joined("read", rel))??
+                    }
+                };
                 tokio::task::yield_now().await;
-                read
+                Ok(read)
             }
             Store::Remote { store, prefix, .. } => {
                 let p = Self::obj(prefix, rel);
@@ -443,13 +458,23 @@ impl Store {
     /// `a/x`, not `ab/x`), sorted.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>, StoreError> {
         match self {
-            Store::Local { root, .. } => {
+            Store::Local { root, sync, .. } => {
                 let base = root.join(rel_prefix);
-                let mut out = Vec::new();
-                walk(&base, root, &mut out).map_err(io("list", &base))?;
-                out.sort();
+                let list = move |base: &FsPath, root: &FsPath| {
+                    let mut out = Vec::new();
+                    walk(base, root, &mut out).map_err(io("list", base))?;
+                    out.sort();
+                    Ok(out)
+                };
+                if !sync.reads_inline() {
+                    let root = root.clone();
+                    return tokio::task::spawn_blocking(move || list(&base, &root))
+                        .await
+                        .map_err(joined("list", rel_prefix))?;
+                }
+                let out = list(&base, root);
                 tokio::task::yield_now().await;
-                Ok(out)
+                out
             }
             Store::Remote { store, prefix, .. } => {
                 use futures::TryStreamExt;
@@ -495,7 +520,7 @@ impl Store {
         };
         let path = root.join(rel);
         let (guard, read) = locks
-            .lock_then(lock_path(root, rel), move || read_local(&path))
+            .lock_then(lock_path(root, rel), move || read_whole(&path))
             .await?;
         Ok((Some(guard), read))
     }
@@ -551,20 +576,47 @@ fn walk(dir: &FsPath, root: &FsPath, out: &mut Vec<String>) -> std::io::Result<(
     Ok(())
 }
 
-fn read_local(path: &FsPath) -> Result<Option<(Bytes, Tag)>, StoreError> {
+/// Largest file read on the runtime's thread (see `Store::read`).
+const INLINE_READ_MAX: u64 = 8 << 20;
+
+enum Opened {
+    Done(Option<(Bytes, Tag)>),
+    /// Opened, over the size given: to be read elsewhere.
+    Large(std::fs::File, std::fs::Metadata),
+}
+
+fn read_local(path: &FsPath, max: u64) -> Result<Opened, StoreError> {
     // One open file: the bytes and the tag describe the same version even if a writer
     // renames a new one into place meanwhile.
-    let mut f = match std::fs::File::open(path) {
+    let f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::Done(None)),
         Err(e) => return Err(io("read", path)(e)),
     };
     let meta = f.metadata().map_err(io("read", path))?;
+    if meta.len() > max {
+        return Ok(Opened::Large(f, meta));
+    }
+    read_rest(f, &meta, path).map(Opened::Done)
+}
+
+fn read_whole(path: &FsPath) -> Result<Option<(Bytes, Tag)>, StoreError> {
+    match read_local(path, u64::MAX)? {
+        Opened::Done(r) => Ok(r),
+        Opened::Large(f, meta) => read_rest(f, &meta, path),
+    }
+}
+
+fn read_rest(
+    mut f: std::fs::File,
+    meta: &std::fs::Metadata,
+    path: &FsPath,
+) -> Result<Option<(Bytes, Tag)>, StoreError> {
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.read_to_end(&mut buf).map_err(io("read", path))?;
     Ok(Some((
         Bytes::from(buf),
-        Tag(Version::Local(FileId::of(&meta))),
+        Tag(Version::Local(FileId::of(meta))),
     )))
 }
 
@@ -636,23 +688,24 @@ fn delete_local(
     want: &Tag,
 ) -> Result<(), StoreError> {
     let path = root.join(rel);
-    let dev = {
+    {
         let _guard = locks.commit(&root.join(COMMIT_LOCK))?;
-        let dev = match current_version(&path)? {
+        match current_version(&path)? {
             Version::Absent => return Ok(()),
             v if v != want.0 => {
                 return Err(StoreError::Conflict {
                     path: path.display().to_string(),
                 })
             }
-            Version::Local(id) => id.dev,
-            Version::Remote(_) => u64::MAX,
-        };
+            _ => {}
+        }
         std::fs::remove_file(&path).map_err(io("delete", &path))?;
-        dev
-    };
+    }
     if let Some(dir) = path.parent() {
-        let _ = sync.folder(dir, dev, sync::Durable::Now);
+        // The folder's device: the path may have been a link to another.
+        if let Ok(m) = std::fs::metadata(dir) {
+            let _ = sync.folder(dir, FileId::of(&m).dev, sync::Durable::Now);
+        }
     }
     Ok(())
 }
@@ -660,6 +713,23 @@ fn delete_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_reads_small_and_large_files_whole_with_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        for (rel, len) in [("t/small", 1000), ("t/large", INLINE_READ_MAX as usize + 1)] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let tag = s
+                .write_tagged(rel, Bytes::from(bytes.clone()), &Tag::default())
+                .await
+                .unwrap();
+            let (b, t) = s.read(rel).await.unwrap().unwrap();
+            assert_eq!(b.len(), len, "{rel}");
+            assert!(b[..] == bytes[..], "{rel}: bytes as written");
+            assert_eq!(t, tag, "{rel}: the tag of the version written");
+        }
+    }
 
     #[tokio::test]
     async fn local_roundtrip_list_and_no_temp_left() {
