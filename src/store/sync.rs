@@ -298,22 +298,15 @@ mod tests {
             );
             return;
         }
-        let syncs = || SYNCS.load(Ordering::SeqCst);
         let f = File::create(dir.path().join("a")).expect("create");
-        let n = syncs();
+        let n = SYNCS.load(Ordering::SeqCst);
+        let syncs_since =
+            |k: u64, why: &str| assert_eq!(SYNCS.load(Ordering::SeqCst), n + k, "{why}");
         s.file(&f, root_dev).expect("sync");
-        assert_eq!(
-            syncs(),
-            n + 1,
-            "a file on the root's device waits for syncfs"
-        );
+        syncs_since(1, "a file on the root's device waits for syncfs");
         s.folder(dir.path(), root_dev, Durable::ByNextSync)
             .expect("deferred");
-        assert_eq!(
-            syncs(),
-            n + 1,
-            "a table file's rename waits for the next sync"
-        );
+        syncs_since(1, "a table file's rename waits for the next sync");
         let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
             eprintln!("no /dev/shm: the other-device checks skipped");
             return;
@@ -326,17 +319,13 @@ mod tests {
         }
         // A record on another device first syncs the deferred rename, then itself.
         s.file(&g, other_dev).expect("sync");
-        assert_eq!(syncs(), n + 2, "the deferred rename is synced first");
+        syncs_since(2, "the deferred rename is synced first");
         s.file(&g, other_dev).expect("sync");
-        assert_eq!(
-            syncs(),
-            n + 2,
-            "nothing deferred: the file's own fsync only"
-        );
+        syncs_since(2, "nothing deferred: the file's own fsync only");
         s.folder(other.path(), other_dev, Durable::ByNextSync)
             .expect("fsynced at once");
         s.file(&g, other_dev).expect("sync");
-        assert_eq!(syncs(), n + 2, "a rename on another device is not deferred");
+        syncs_since(2, "a rename on another device is not deferred");
     }
 
     #[test]
