@@ -460,7 +460,7 @@ impl Store {
         match self {
             Store::Local { root, sync, .. } => {
                 let base = root.join(rel_prefix);
-                let list = move |base: &FsPath, root: &FsPath| {
+                let list = |base: &FsPath, root: &FsPath| {
                     let mut out = Vec::new();
                     walk(base, root, &mut out).map_err(io("list", base))?;
                     out.sort();

@@ -7,10 +7,10 @@
 //! only once those parents are synced.
 //!
 //! `syncfs` flushes the whole filesystem, so it is used only where it is known to make the
-//! data durable and to report writeback errors (Linux 5.8 and later; ext4, XFS, btrfs, tmpfs,
-//! overlayfs), and only for files on the root folder's device; anywhere else (NFS, FUSE,
-//! a table folder mounted from another disk, other systems) each file and folder is fsynced
-//! as before. A failed sync fails every write that waits from then on: the filesystem
+//! data durable and to report writeback errors (Linux 5.8 and later; ext4, XFS, btrfs,
+//! tmpfs), and only for files on the root folder's device; anywhere else (NFS, FUSE,
+//! overlayfs, a table folder mounted from another disk, other systems) each file and folder
+//! is fsynced as before. A failed sync fails every write that waits from then on: the filesystem
 //! reports a writeback error once, to whichever sync ends first, and it may have been any
 //! waiting write's (the run stops with what it committed before).
 //!
