@@ -27,6 +27,7 @@ use super::paging::{self, PAGE_SIZE as PUBLISHER_PAGE_SIZE};
 pub const DATA_BODY_CAP: usize = 64 << 20;
 /// A token endpoint's answer is a few hundred bytes.
 pub const TOKEN_BODY_CAP: usize = 64 << 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One account's connection to WeChat: its token source, host, limiter and in-flight cap.
 pub struct AccountClient {
@@ -160,6 +161,7 @@ pub struct Counters {
 
 pub struct Extractor {
     pub(super) http: reqwest::Client,
+    h1: super::h1::H1,
     pub(super) global: RateLimiter,
     pub retry: RetryPolicy,
     pub(super) jitter: Jitter,
@@ -183,12 +185,13 @@ impl Extractor {
             // secret) to wherever it points: a 3xx is an error instead.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(retry.timeout)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| FetchError::Transient(redact(&e.to_string())))?;
         Ok(Extractor {
             http,
+            h1: super::h1::H1::new(CONNECT_TIMEOUT),
             global: RateLimiter::per_second(global_rps),
             retry,
             jitter: Jitter::new(seed),
@@ -204,46 +207,35 @@ impl Extractor {
         req: reqwest::RequestBuilder,
         cap: usize,
     ) -> Result<bytes::Bytes, FetchError> {
-        let mut resp = req.send().await.map_err(|e| transport(&e))?;
-        let status = resp.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(FetchError::Transient(format!("HTTP {status}")));
-        }
-        if status.is_redirection() {
-            // The host only: the rest of the location may repeat the token.
-            let to = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| reqwest::Url::parse(l).ok())
-                .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
-                .unwrap_or_default();
-            return Err(FetchError::Redirect {
-                status: status.as_u16(),
-                to,
-            });
-        }
-        if !status.is_success() {
-            return Err(FetchError::Api {
-                errcode: -(i64::from(status.as_u16())),
-                errmsg: format!("HTTP {status}"),
-            });
-        }
+        let req = req.build().map_err(|e| transport(&e))?;
         let what = if cap == TOKEN_BODY_CAP {
             "a token response"
         } else {
             "a response body"
         };
-        let too_large = FetchError::TooLarge { what, limit: cap };
+        let too_large = || FetchError::TooLarge { what, limit: cap };
+        if self.h1.serves(req.url()) {
+            let timeout = req.timeout().copied().unwrap_or(self.retry.timeout);
+            let a = self.h1.send(&req, cap, timeout, too_large).await?;
+            refuse(a.status, a.location.as_deref())?;
+            return Ok(a.body.unwrap_or_default());
+        }
+        let mut resp = self.http.execute(req).await.map_err(|e| transport(&e))?;
+        refuse(
+            resp.status().as_u16(),
+            resp.headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok()),
+        )?;
         if resp.content_length().is_some_and(|n| n > cap as u64) {
-            return Err(too_large);
+            return Err(too_large());
         }
         let mut chunks: Vec<bytes::Bytes> = Vec::new();
         let mut len = 0usize;
         while let Some(c) = resp.chunk().await.map_err(|e| transport(&e))? {
             len += c.len();
             if len > cap {
-                return Err(too_large);
+                return Err(too_large());
             }
             chunks.push(c);
         }
@@ -253,6 +245,34 @@ impl Extractor {
             _ => chunks.concat().into(),
         })
     }
+}
+
+/// The error an answer's status is, if it is not a success: 5xx and 429 are worth
+/// another try, a redirect is refused (naming only the host it points to: the rest of
+/// the location may repeat the token), any other status is the API's error.
+fn refuse(status: u16, location: Option<&str>) -> Result<(), FetchError> {
+    let text = || {
+        reqwest::StatusCode::from_u16(status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| status.to_string())
+    };
+    if (500..600).contains(&status) || status == 429 {
+        return Err(FetchError::Transient(format!("HTTP {}", text())));
+    }
+    if (300..400).contains(&status) {
+        let to = location
+            .and_then(|l| reqwest::Url::parse(l).ok())
+            .and_then(|u| u.host_str().map(|h| format!(" to {h}")))
+            .unwrap_or_default();
+        return Err(FetchError::Redirect { status, to });
+    }
+    if !(200..300).contains(&status) {
+        return Err(FetchError::Api {
+            errcode: -(i64::from(status)),
+            errmsg: format!("HTTP {}", text()),
+        });
+    }
+    Ok(())
 }
 
 impl Extractor {

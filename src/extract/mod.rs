@@ -4,6 +4,8 @@
 //! - `client`: `Extractor` and `AccountClient` (one account's host, failover, token cache):
 //!   sending a request, reading its body under a cap, fetching a window (publisher reports
 //!   page by page, see `paging`).
+//! - `h1`: requests to `http://` hosts (no proxy), written and read in the calling task;
+//!   reqwest sends the rest.
 //! - `auth`: the token sources (stable_token, classic token, static, command, component)
 //!   and the refresh after a rejected token.
 //! - `limit`: the rate limiters, the per-account in-flight cap and the shared memory
@@ -35,6 +37,7 @@ mod auth;
 mod client;
 mod command;
 mod errors;
+mod h1;
 pub mod limit;
 mod paging;
 #[cfg(test)]
