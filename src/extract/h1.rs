@@ -11,7 +11,8 @@
 //!
 //! What it speaks: HTTP/1.1 requests; answers framed by Content-Length, chunked, or (no
 //! length) by the end of the connection; 1xx answers skipped; `accept-encoding: identity`
-//! sent, so a body in another coding is refused. A connection goes back to the pool only
+//! sent (loopback and LAN hosts gain nothing from compression), a gzip body sent anyway
+//! decoded, any other coding refused. A connection goes back to the pool only
 //! after a whole answer that does not ask to close it, and an idle one a peer closed is
 //! dropped when taken. No redirect is followed (the caller refuses 3xx, see `client`).
 //! Errors name the host, never the URL, whose query holds the access token.
@@ -59,6 +60,13 @@ enum Framing {
     Length(usize),
     Chunked,
     Close,
+}
+
+/// A body's content coding.
+#[derive(Clone, Copy, PartialEq)]
+enum Coding {
+    Identity,
+    Gzip,
 }
 
 fn proxy_in_env() -> bool {
@@ -246,7 +254,13 @@ impl Conn {
             return Err(self.io(e));
         }
         loop {
-            let (status, framing, keep, location) = self.head().await?;
+            let Head {
+                status,
+                framing,
+                keep,
+                location,
+                coding,
+            } = self.head().await?;
             if (100..200).contains(&status) {
                 continue;
             }
@@ -273,7 +287,14 @@ impl Conn {
                     None => return Err(too_large()),
                 },
             };
-            answer.body = Some(body);
+            answer.body = Some(match coding {
+                Coding::Identity => body,
+                Coding::Gzip => match gunzip(&body, cap) {
+                    None => return Err(too_large()),
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => return Err(self.broken(&format!("invalid gzip body ({e})"))),
+                },
+            });
             // Bytes past the answer were never asked for: the connection goes.
             let keep = keep && self.pos == self.buf.len();
             return Ok((answer, keep));
@@ -282,7 +303,7 @@ impl Conn {
 
     /// Status line and headers: status, framing, whether the connection stays open,
     /// Location.
-    async fn head(&mut self) -> Result<(u16, Framing, bool, Option<String>), FetchError> {
+    async fn head(&mut self) -> Result<Head, FetchError> {
         loop {
             if self.pos < self.buf.len() {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -391,14 +412,23 @@ impl Conn {
     }
 }
 
-fn parse_head(
-    r: &httparse::Response,
-) -> Result<(u16, Framing, bool, Option<String>), &'static str> {
+/// What an answer's status line and headers say.
+struct Head {
+    status: u16,
+    framing: Framing,
+    /// The connection may carry another request after this answer.
+    keep: bool,
+    location: Option<String>,
+    coding: Coding,
+}
+
+fn parse_head(r: &httparse::Response) -> Result<Head, &'static str> {
     let status = r.code.ok_or("answer without a status")?;
     let mut keep = r.version == Some(1);
     let mut length: Option<usize> = None;
     let mut chunked = false;
     let mut location = None;
+    let mut coding = Coding::Identity;
     for h in r.headers.iter() {
         let v = std::str::from_utf8(h.value).map_err(|_| "header value not text")?;
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -424,9 +454,13 @@ fn parse_head(
                 }
             }
         } else if h.name.eq_ignore_ascii_case("content-encoding") {
-            if !v.trim().eq_ignore_ascii_case("identity") {
-                return Err("answer in a content-encoding that was not asked for");
-            }
+            coding = match v.trim() {
+                c if c.eq_ignore_ascii_case("identity") || c.is_empty() => Coding::Identity,
+                c if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
+                    Coding::Gzip
+                }
+                _ => return Err("answer in a content-encoding that was not asked for"),
+            };
         } else if h.name.eq_ignore_ascii_case("location") {
             location = Some(v.to_string());
         }
@@ -439,7 +473,28 @@ fn parse_head(
             Framing::Close
         }
     };
-    Ok((status, framing, keep, location))
+    Ok(Head {
+        status,
+        framing,
+        keep,
+        location,
+        coding,
+    })
+}
+
+/// A gzip body, decoded; None past `cap`.
+fn gunzip(body: &[u8], cap: usize) -> Option<std::io::Result<Bytes>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    match flate2::read::GzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+    {
+        Ok(n) if n > cap => None,
+        Ok(_) => Some(Ok(out.into())),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 #[cfg(test)]
@@ -632,6 +687,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":1|\r\n6\r\n234567\r\n0\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":#",
             "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
             "garbage\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}{}",
@@ -657,6 +713,7 @@ mod tests {
             "{e}"
         );
         for want in [
+            "invalid gzip body",
             "content-encoding",
             "conflicting content-length",
             "malformed answer",
@@ -694,5 +751,37 @@ mod tests {
             matches!(&e, FetchError::Unreachable(m) if m.contains("127.0.0.1:")),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_gzip_body_sent_unasked_is_decoded_within_the_cap() {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(br#"{"list":[1,2,3]}"#).unwrap();
+        let gz = z.finish().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let gz = gz.clone();
+                tokio::spawn(async move {
+                    while read_request(&mut s).await.is_some() {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                            gz.len()
+                        );
+                        s.write_all(head.as_bytes()).await.unwrap();
+                        s.write_all(&gz).await.unwrap();
+                    }
+                });
+            }
+        });
+        let h = H1::new(Duration::from_secs(5));
+        assert_eq!(body(send(&h, port, 1 << 10).await), r#"{"list":[1,2,3]}"#);
+        // Decoded, it is larger than the cap (16 bytes): refused, though 30-odd bytes came.
+        assert!(matches!(
+            send(&h, port, 15).await,
+            Err(FetchError::TooLarge { .. })
+        ));
     }
 }
