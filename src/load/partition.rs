@@ -83,7 +83,10 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
             runs.push((start, i));
             start = i;
             if runs.len() > MAX_RUNS || runs.len() * 8 > n {
-                let ix = lexsort_to_indices(&cols, None)?;
+                let ix = match int_key_order(&cols, n) {
+                    Some(ix) => ix,
+                    None => lexsort_to_indices(&cols, None)?,
+                };
                 return Ok(take_record_batch(batch, &ix)?);
             }
         }
@@ -106,6 +109,68 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
         })
         .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The rows' order by these key columns, sorted as integer tuples: integers and dates as
+/// themselves, text as its rank among the batch's distinct values (byte order, as arrow
+/// compares it), ties in row order. A comparison through arrow's comparator goes through a
+/// closure per column, and text compares bytes each time: sorting a month of
+/// article_total_detail (ref_date, msgid, stat_date) that way was ~7% of a large run.
+/// `None` for a key it does not map (more than 3 columns, nulls, other types).
+fn int_key_order(cols: &[SortColumn], n: usize) -> Option<arrow::array::UInt32Array> {
+    use arrow::array::Array;
+    use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type, Int8Type};
+    if cols.is_empty() || cols.len() > 3 || u32::try_from(n).is_err() {
+        return None;
+    }
+    let mut keys: Vec<([u64; 3], u32)> = (0..n as u32).map(|i| ([0; 3], i)).collect();
+    // Signed values keep their order as unsigned once the sign bit is flipped.
+    fn ints<T: arrow::datatypes::ArrowPrimitiveType>(
+        a: &dyn Array,
+        j: usize,
+        keys: &mut [([u64; 3], u32)],
+    ) where
+        T::Native: Into<i64>,
+    {
+        let v = a.as_primitive::<T>().values();
+        for (k, x) in keys.iter_mut().zip(v.iter()) {
+            k.0[j] = (Into::<i64>::into(*x) as u64) ^ (1 << 63);
+        }
+    }
+    for (j, c) in cols.iter().enumerate() {
+        let a = c.values.as_ref();
+        if a.null_count() > 0 || c.options.is_some() || a.len() != n {
+            return None;
+        }
+        match a.data_type() {
+            DataType::Date32 => ints::<Date32Type>(a, j, &mut keys),
+            DataType::Int8 => ints::<Int8Type>(a, j, &mut keys),
+            DataType::Int16 => ints::<Int16Type>(a, j, &mut keys),
+            DataType::Int32 => ints::<Int32Type>(a, j, &mut keys),
+            DataType::Int64 => ints::<Int64Type>(a, j, &mut keys),
+            DataType::Utf8 => {
+                let s = a.as_string::<i32>();
+                let mut ids: std::collections::HashMap<&str, u32> = Default::default();
+                let mut first: Vec<u32> = Vec::with_capacity(n);
+                for i in 0..n {
+                    let next = ids.len() as u32;
+                    first.push(*ids.entry(s.value(i)).or_insert(next));
+                }
+                let mut distinct: Vec<(&str, u32)> = ids.into_iter().collect();
+                distinct.sort_unstable();
+                let mut rank = vec![0u64; distinct.len()];
+                for (r, (_, id)) in distinct.iter().enumerate() {
+                    rank[*id as usize] = r as u64;
+                }
+                for (k, id) in keys.iter_mut().zip(&first) {
+                    k.0[j] = rank[*id as usize];
+                }
+            }
+            _ => return None,
+        }
+    }
+    keys.sort_unstable();
+    Some(keys.into_iter().map(|(_, i)| i).collect())
 }
 
 /// Most ascending stretches `sort` merges rather than sorting rows.
@@ -145,5 +210,77 @@ fn merge_runs(cmp: &LexicographicalComparator, runs: &mut [(usize, usize)]) -> V
         }
         runs[f].0 = end;
         segments.push((a, end));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Date32Array, Int32Array, Int64Array, StringArray};
+
+    fn col(a: ArrayRef) -> SortColumn {
+        SortColumn {
+            values: a,
+            options: None,
+        }
+    }
+
+    /// Integer keys order rows as arrow's comparator does: negative numbers, text with
+    /// shared prefixes and multi-byte characters, ties (in row order), three columns.
+    #[test]
+    fn integer_keys_order_rows_as_the_comparator_does() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let words = ["", "a", "ab", "b", "阅读", "阅", "Z", "a\u{0}", "~"];
+        let n = 3000;
+        let ints: Vec<i64> = (0..n)
+            .map(|_| next(7) as i64 - 3 + i64::MIN / 2 * (next(3) as i64 - 1))
+            .collect();
+        let text: Vec<&str> = (0..n)
+            .map(|_| words[next(words.len() as u64) as usize])
+            .collect();
+        let dates: Vec<i32> = (0..n).map(|_| 19_000 + next(5) as i32 - 2).collect();
+        let small: Vec<i32> = (0..n).map(|_| next(4) as i32 - 2).collect();
+        let cases: Vec<Vec<SortColumn>> = vec![
+            vec![col(Arc::new(Date32Array::from(dates.clone())))],
+            vec![
+                col(Arc::new(Date32Array::from(dates.clone()))),
+                col(Arc::new(StringArray::from(text.clone()))),
+                col(Arc::new(Int64Array::from(ints.clone()))),
+            ],
+            vec![
+                col(Arc::new(StringArray::from(text.clone()))),
+                col(Arc::new(Int32Array::from(small))),
+            ],
+            vec![col(Arc::new(Int64Array::from(ints)))],
+        ];
+        for cols in cases {
+            let ours = int_key_order(&cols, n).expect("mapped");
+            let cmp = LexicographicalComparator::try_new(&cols).unwrap();
+            let v = ours.values();
+            for w in v.windows(2) {
+                let (a, b) = (w[0] as usize, w[1] as usize);
+                match cmp.compare(a, b) {
+                    Ordering::Less => {}
+                    Ordering::Equal => assert!(a < b, "ties keep row order"),
+                    Ordering::Greater => panic!("rows {a} and {b} out of order"),
+                }
+            }
+            let mut seen = v.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n as u32).collect::<Vec<_>>());
+        }
+        // A null, or a type it does not map: the comparator's sort instead.
+        let nulls = vec![col(Arc::new(Int64Array::from(vec![Some(1), None])))];
+        assert!(int_key_order(&nulls, 2).is_none());
+        let floats = vec![col(Arc::new(arrow::array::Float64Array::from(vec![
+            1.0, 0.5,
+        ])))];
+        assert!(int_key_order(&floats, 2).is_none());
     }
 }
