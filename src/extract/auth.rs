@@ -13,7 +13,7 @@ use crate::retry::{self, Attempt, Class, Failure, Jitter, Retryable, Schedule, W
 use crate::secret::Secret;
 use crate::transform;
 
-use super::client::{AccountClient, Extractor, TOKEN_BODY_CAP};
+use super::client::{parse_url, AccountClient, Call, Extractor, TOKEN_BODY_CAP};
 use super::command;
 use super::errors::{command_error, config_hint, FetchError};
 
@@ -122,7 +122,7 @@ impl Extractor {
         field: &str,
     ) -> Result<CachedToken, FetchError>
     where
-        F: Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
+        F: Fn(&str) -> Result<Call, FetchError> + Send + Sync,
     {
         let mut op = TokenCall {
             ex: self,
@@ -152,9 +152,10 @@ impl Extractor {
                     acct,
                     "stable_token",
                     |b| {
-                        self.http
-                            .post(format!("{b}/cgi-bin/stable_token"))
-                            .json(&body)
+                        Ok(Call::post(
+                            parse_url(&format!("{b}/cgi-bin/stable_token"))?,
+                            &body,
+                        ))
                     },
                     "access_token",
                 )
@@ -165,11 +166,13 @@ impl Extractor {
                     acct,
                     "token",
                     |b| {
-                        self.http.get(format!("{b}/cgi-bin/token")).query(&[
-                            ("grant_type", "client_credential"),
-                            ("appid", acct.app_id.as_str()),
-                            ("secret", acct.secret.expose()),
-                        ])
+                        Ok(
+                            Call::get(parse_url(&format!("{b}/cgi-bin/token"))?).with_query(&[
+                                ("grant_type", "client_credential"),
+                                ("appid", acct.app_id.as_str()),
+                                ("secret", acct.secret.expose()),
+                            ]),
+                        )
                     },
                     "access_token",
                 )
@@ -248,9 +251,10 @@ impl Extractor {
                 acct,
                 "api_component_token",
                 |b| {
-                    self.http
-                        .post(format!("{b}/cgi-bin/component/api_component_token"))
-                        .json(&body)
+                    Ok(Call::post(
+                        parse_url(&format!("{b}/cgi-bin/component/api_component_token"))?,
+                        &body,
+                    ))
                 },
                 "component_access_token",
             )
@@ -385,7 +389,7 @@ struct TokenCall<'a, F> {
 
 impl<F> Attempt for TokenCall<'_, F>
 where
-    F: Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
+    F: Fn(&str) -> Result<Call, FetchError> + Send + Sync,
 {
     type Ok = CachedToken;
     type Err = FetchError;
@@ -394,7 +398,7 @@ where
         let ex = self.ex;
         ex.global.until_ready().await;
         ex.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-        let req = (self.make)(&self.acct.base()).timeout(ex.retry.token_timeout());
+        let req = (self.make)(&self.acct.base())?.timeout(ex.retry.token_timeout());
         let b = ex.send(req, TOKEN_BODY_CAP).await?;
         token_answer(&b, self.field, false)
     }
@@ -456,14 +460,12 @@ impl Attempt for AuthorizerCall<'_> {
         let (ex, acct) = (self.ex, self.acct);
         ex.global.until_ready().await;
         ex.counters.token_calls.fetch_add(1, Ordering::Relaxed);
-        let req = ex
-            .http
-            .post(format!(
-                "{}/cgi-bin/component/api_authorizer_token",
-                acct.base()
-            ))
-            .query(&[("component_access_token", self.ctoken.expose())])
-            .json(&self.body)
+        let url = parse_url(&format!(
+            "{}/cgi-bin/component/api_authorizer_token",
+            acct.base()
+        ))?;
+        let req = Call::post(url, &self.body)
+            .with_query(&[("component_access_token", self.ctoken.expose())])
             .timeout(ex.retry.token_timeout());
         let b = ex.send(req, TOKEN_BODY_CAP).await?;
         let v: Value = serde_json::from_slice(&b)

@@ -29,6 +29,64 @@ pub const DATA_BODY_CAP: usize = 64 << 20;
 pub const TOKEN_BODY_CAP: usize = 64 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One request as wxcube sends them: a URL (its query included), a JSON body for a POST,
+/// and a timeout of its own (else the policy's).
+pub(super) struct Call {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub json: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+}
+
+/// A URL from configuration text (the base URL is checked when the pipeline loads).
+pub(super) fn parse_url(text: &str) -> Result<reqwest::Url, FetchError> {
+    reqwest::Url::parse(text)
+        .map_err(|e| FetchError::Transient(format!("invalid URL {}: {e}", redact(text))))
+}
+
+impl Call {
+    pub(super) fn get(url: reqwest::Url) -> Self {
+        Call {
+            method: reqwest::Method::GET,
+            url,
+            json: None,
+            timeout: None,
+        }
+    }
+
+    pub(super) fn post(url: reqwest::Url, body: &Value) -> Self {
+        Call {
+            method: reqwest::Method::POST,
+            url,
+            json: Some(serde_json::to_vec(body).unwrap_or_default()),
+            timeout: None,
+        }
+    }
+
+    pub(super) fn with_query(mut self, query: &[(&str, &str)]) -> Self {
+        self.url.query_pairs_mut().extend_pairs(query);
+        self
+    }
+
+    pub(super) fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    fn into_reqwest(self) -> reqwest::Request {
+        let mut r = reqwest::Request::new(self.method, self.url);
+        if let Some(body) = self.json {
+            r.headers_mut().insert(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            );
+            *r.body_mut() = Some(body.into());
+        }
+        *r.timeout_mut() = self.timeout;
+        r
+    }
+}
+
 /// One account's connection to WeChat: its token source, host, limiter and in-flight cap.
 pub struct AccountClient {
     pub name: String,
@@ -87,33 +145,26 @@ impl AccountClient {
         self.base.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
-    /// `path` on the host in use, with these query pairs. A base that is no URL goes to
-    /// reqwest as text, which reports it as it always has.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        method: reqwest::Method,
-        path: &'static str,
-        query: &[(&str, &str)],
-    ) -> reqwest::RequestBuilder {
+    /// `path` on the host in use, with these query pairs.
+    fn url(&self, path: &'static str, query: &[(&str, &str)]) -> Result<reqwest::Url, FetchError> {
         let base = self.base();
-        let cached = self.urls.lock().ok().and_then(|mut urls| {
-            if let Some((b, u)) = urls.get(path) {
-                if *b == base {
-                    return Some(u.clone());
-                }
-            }
-            let u = reqwest::Url::parse(&format!("{base}{path}")).ok()?;
-            urls.insert(path, (base.clone(), u.clone()));
-            Some(u)
+        let cached = self.urls.lock().ok().and_then(|urls| {
+            urls.get(path)
+                .filter(|(b, _)| *b == base)
+                .map(|(_, u)| u.clone())
         });
-        match cached {
-            Some(mut url) => {
-                url.query_pairs_mut().extend_pairs(query);
-                http.request(method, url)
+        let mut url = match cached {
+            Some(u) => u,
+            None => {
+                let u = parse_url(&format!("{base}{path}"))?;
+                if let Ok(mut urls) = self.urls.lock() {
+                    urls.insert(path, (base, u.clone()));
+                }
+                u
             }
-            None => http.request(method, format!("{base}{path}")).query(query),
-        }
+        };
+        url.query_pairs_mut().extend_pairs(query);
+        Ok(url)
     }
 
     /// Records a token-source failure for the rest of the run; returns the error every
@@ -160,7 +211,9 @@ pub struct Counters {
 }
 
 pub struct Extractor {
-    pub(super) http: reqwest::Client,
+    /// Built when a request first needs it (https, a proxy): building it sets up TLS,
+    /// ~9 ms of CPU a run that plain-HTTP runs need not spend.
+    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
     h1: super::h1::H1,
     pub(super) global: RateLimiter,
     pub retry: RetryPolicy,
@@ -180,17 +233,8 @@ pub struct Fetched {
 
 impl Extractor {
     pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
-        let http = reqwest::Client::builder()
-            // A redirect would re-send the query (the access token) or the body (the app
-            // secret) to wherever it points: a 3xx is an error instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(retry.timeout)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| FetchError::Transient(redact(&e.to_string())))?;
         Ok(Extractor {
-            http,
+            http: std::sync::OnceLock::new(),
             h1: super::h1::H1::new(CONNECT_TIMEOUT),
             global: RateLimiter::per_second(global_rps),
             retry,
@@ -201,26 +245,42 @@ impl Extractor {
         })
     }
 
+    fn http(&self) -> Result<&reqwest::Client, FetchError> {
+        let built = self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                // A redirect would re-send the query (the access token) or the body (the
+                // app secret) to wherever it points: a 3xx is an error instead.
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(self.retry.timeout)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_max_idle_per_host(64)
+                .build()
+                .map_err(|e| redact(&e.to_string()))
+        });
+        built
+            .as_ref()
+            .map_err(|e| FetchError::Transient(format!("HTTP client: {e}")))
+    }
+
     /// Sends a request; its body, read in chunks up to `cap` bytes.
-    pub(super) async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        cap: usize,
-    ) -> Result<bytes::Bytes, FetchError> {
-        let req = req.build().map_err(|e| transport(&e))?;
+    pub(super) async fn send(&self, req: Call, cap: usize) -> Result<bytes::Bytes, FetchError> {
         let what = if cap == TOKEN_BODY_CAP {
             "a token response"
         } else {
             "a response body"
         };
         let too_large = || FetchError::TooLarge { what, limit: cap };
-        if self.h1.serves(req.url()) {
-            let timeout = req.timeout().copied().unwrap_or(self.retry.timeout);
+        if self.h1.serves(&req.url) {
+            let timeout = req.timeout.unwrap_or(self.retry.timeout);
             let a = self.h1.send(&req, cap, timeout, too_large).await?;
             refuse(a.status, a.location.as_deref())?;
             return Ok(a.body.unwrap_or_default());
         }
-        let mut resp = self.http.execute(req).await.map_err(|e| transport(&e))?;
+        let http = self.http()?;
+        let mut resp = http
+            .execute(req.into_reqwest())
+            .await
+            .map_err(|e| transport(&e))?;
         refuse(
             resp.status().as_u16(),
             resp.headers()
@@ -355,7 +415,10 @@ impl Extractor {
         held: &mut Option<Reservation>,
         check: impl Fn(&[u8]) -> Result<T, Result<ApiError, DecodeError>> + Send + Sync,
     ) -> Result<(T, u32), FetchError> {
-        let body = json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) });
+        let body = serde_json::to_vec(
+            &json!({ "begin_date": dates::fmt(w.begin), "end_date": dates::fmt(w.end) }),
+        )
+        .unwrap_or_default();
         let mut op = DataCall {
             ex: self,
             acct,
@@ -392,7 +455,8 @@ struct DataCall<'a, C> {
     calls: &'a mut u32,
     held: &'a mut Option<Reservation>,
     check: C,
-    body: Value,
+    /// The JSON body of a datacube POST.
+    body: Vec<u8>,
     /// The token the last attempt sent: the one a rejection is about.
     pub(super) token: Option<Secret>,
 }
@@ -426,17 +490,13 @@ where
         ex.counters.data_calls.fetch_add(1, Ordering::Relaxed);
         *self.calls += 1;
         let req = match self.page {
-            None => acct
-                .request(
-                    &ex.http,
-                    reqwest::Method::POST,
-                    report.path,
-                    &[("access_token", token.expose())],
-                )
-                .json(&self.body),
-            Some(page) => acct.request(
-                &ex.http,
-                reqwest::Method::GET,
+            None => Call {
+                method: reqwest::Method::POST,
+                url: acct.url(report.path, &[("access_token", token.expose())])?,
+                json: Some(self.body.clone()),
+                timeout: None,
+            },
+            Some(page) => Call::get(acct.url(
                 report.path,
                 &[
                     ("action", report.api),
@@ -446,7 +506,7 @@ where
                     ("start_date", &dates::fmt(self.w.begin)),
                     ("end_date", &dates::fmt(self.w.end)),
                 ],
-            ),
+            )?),
         };
         let bytes = ex.send(req, DATA_BODY_CAP).await?;
         match (self.check)(&bytes) {

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::client::Call;
 use super::errors::FetchError;
 
 /// Idle connections kept, all hosts together (reqwest kept 64 per host).
@@ -94,12 +95,12 @@ impl H1 {
     /// `timeout`.
     pub(super) async fn send(
         &self,
-        req: &reqwest::Request,
+        req: &Call,
         cap: usize,
         timeout: Duration,
         too_large: impl FnOnce() -> FetchError,
     ) -> Result<Answer, FetchError> {
-        let url = req.url();
+        let url = &req.url;
         let authority = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
@@ -191,11 +192,11 @@ impl H1 {
 }
 
 /// The request line and headers (and the body, if any, goes after them in the same write).
-fn request_head(req: &reqwest::Request, authority: &str) -> Vec<u8> {
-    let url = req.url();
-    let body = req.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+fn request_head(req: &Call, authority: &str) -> Vec<u8> {
+    let url = &req.url;
+    let body = req.json.as_deref().unwrap_or_default();
     let mut h = Vec::with_capacity(256 + body.len());
-    h.extend_from_slice(req.method().as_str().as_bytes());
+    h.extend_from_slice(req.method.as_str().as_bytes());
     h.push(b' ');
     h.extend_from_slice(url.path().as_bytes());
     if let Some(q) = url.query() {
@@ -205,13 +206,10 @@ fn request_head(req: &reqwest::Request, authority: &str) -> Vec<u8> {
     h.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     h.extend_from_slice(authority.as_bytes());
     h.extend_from_slice(b"\r\naccept: */*\r\naccept-encoding: identity\r\n");
-    for (k, v) in req.headers() {
-        h.extend_from_slice(k.as_str().as_bytes());
-        h.extend_from_slice(b": ");
-        h.extend_from_slice(v.as_bytes());
-        h.extend_from_slice(b"\r\n");
+    if req.json.is_some() {
+        h.extend_from_slice(b"content-type: application/json\r\n");
     }
-    if !body.is_empty() || req.method() == reqwest::Method::POST {
+    if !body.is_empty() || req.method == reqwest::Method::POST {
         h.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
     }
     h.extend_from_slice(b"\r\n");
@@ -246,7 +244,7 @@ impl Conn {
     async fn exchange(
         &mut self,
         head: &[u8],
-        req: &reqwest::Request,
+        req: &Call,
         cap: usize,
         too_large: impl FnOnce() -> FetchError,
     ) -> Result<(Answer, bool), FetchError> {
@@ -273,7 +271,7 @@ impl Conn {
                 // Its body is not read: the connection goes.
                 return Ok((answer, false));
             }
-            let no_body = status == 204 || status == 304 || req.method() == reqwest::Method::HEAD;
+            let no_body = status == 204 || status == 304 || req.method == reqwest::Method::HEAD;
             let body = match (no_body, framing) {
                 (true, _) => Bytes::new(),
                 (false, Framing::Length(n)) if n > cap => return Err(too_large()),
@@ -583,13 +581,13 @@ mod tests {
         }
     }
 
-    fn post(port: u16) -> reqwest::Request {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/datacube/getusersummary"))
-            .query(&[("access_token", "tok en")])
-            .json(&serde_json::json!({"begin_date": "2024-01-01"}))
-            .build()
-            .unwrap()
+    fn post(port: u16) -> Call {
+        let url = format!("http://127.0.0.1:{port}/datacube/getusersummary");
+        Call::post(
+            url.parse().unwrap(),
+            &serde_json::json!({"begin_date": "2024-01-01"}),
+        )
+        .with_query(&[("access_token", "tok en")])
     }
 
     async fn send(h: &H1, port: u16, cap: usize) -> Result<Answer, FetchError> {
