@@ -440,3 +440,41 @@ fn mangled_bodies_decode_as_the_reference_decodes_them() {
         "kept {kept}, refused {refused}"
     );
 }
+
+/// Bytes that are not UTF-8 inside a string the fast path reads, skips, or unescapes: it
+/// leaves the body to the reference decoder, which refuses it; valid multi-byte text is
+/// read as is.
+#[test]
+fn strings_that_are_not_utf8_leave_the_body_to_the_reference() {
+    let r = catalog::find("article_summary").unwrap();
+    let cfg: crate::sim::SimConfig =
+        serde_json::from_str(r#"{"seed":3,"articles_per_day":1}"#).unwrap();
+    let today = crate::dates::parse("2026-01-20").unwrap();
+    let sim = last_window(&cfg, today, r, "wxfast0000000004").to_string();
+    // The first title's text replaced, and something put after it.
+    let at = sim.find("\"title\":\"").expect("a title") + 9;
+    let end = at + sim[at..].find('"').unwrap();
+    let body = |title: &[u8], extra: &[u8]| -> Vec<u8> {
+        let mut b = sim.as_bytes()[..at].to_vec();
+        b.extend_from_slice(title);
+        b.push(b'"');
+        b.extend_from_slice(extra);
+        b.extend_from_slice(&sim.as_bytes()[end + 1..]);
+        b
+    };
+    let good = body("阅读 ok".as_bytes(), ",\"other\":\"文\"".as_bytes());
+    let d = fast::decode(r, &good).expect("fast path takes valid UTF-8");
+    let title = d.batch.column_by_name("title").unwrap().as_string::<i32>();
+    assert_eq!(title.value(0), "阅读 ok");
+    for bad in [
+        body(b"\xe9\x98", b""),
+        body(b"ok\xff", b""),
+        body(b"ok", b",\"other\":\"\xff\""),
+        body(b"\\n\xc3", b""),
+        body(b"ok", b",\"other\":[\"x\\t\xfe\"]"),
+    ] {
+        assert!(fast::decode(r, &bad).is_none(), "fast path on {bad:?}");
+        assert!(decode(r, &bad).is_err(), "{bad:?}");
+        assert!(decode_reference(r, &bad).is_err(), "{bad:?}");
+    }
+}
