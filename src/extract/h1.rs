@@ -333,14 +333,15 @@ impl Conn {
             self.pos += n;
             return Ok(b);
         }
-        let mut out = vec![0u8; n];
-        out[..have].copy_from_slice(&self.buf[self.pos..]);
+        // Read into the spare capacity, not zeroed first, never past the answer's end.
+        let mut out = Vec::with_capacity(n);
+        out.extend_from_slice(&self.buf[self.pos..]);
         self.pos = self.buf.len();
-        let mut filled = have;
-        while filled < n {
-            match self.stream.read(&mut out[filled..]).await {
+        while out.len() < n {
+            let missing = (n - out.len()) as u64;
+            match (&mut self.stream).take(missing).read_buf(&mut out).await {
                 Ok(0) => return Err(self.broken("connection closed before the answer's end")),
-                Ok(k) => filled += k,
+                Ok(_) => {}
                 Err(e) => return Err(self.io(e)),
             }
         }

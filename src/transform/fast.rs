@@ -203,6 +203,18 @@ struct Lex<'de> {
     i: usize,
 }
 
+/// Whether any byte of `w` is a quote, a backslash or below 0x20 (SWAR: a byte is zero
+/// in `w ^ pattern` where it matches). Exact for the word as a whole; the byte itself is
+/// then found one at a time.
+#[inline]
+fn stops_string(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_0x20) != 0
+}
+
 /// The exact powers of ten a double holds.
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -263,8 +275,18 @@ impl<'de> Lex<'de> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
+        let b = self.bytes();
+        // Eight bytes at a time up to the first quote, backslash or control byte: titles,
+        // URLs and scene names are most of a body's string bytes.
+        while let Some(w) = b.get(j..j + 8) {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            if stops_string(w) {
+                break;
+            }
+            j += 8;
+        }
         loop {
-            match *self.bytes().get(j).ok_or(Bail)? {
+            match *b.get(j).ok_or(Bail)? {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
@@ -1117,6 +1139,30 @@ fn report_cols(report: &Report) -> Option<&'static [Col]> {
 
 #[cfg(test)]
 mod tests {
+    /// The eight-byte test stops exactly where a byte-by-byte scan would.
+    #[test]
+    fn a_word_stops_a_string_scan_exactly_when_one_of_its_bytes_does() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let stops = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        let interesting = [
+            0u8, 0x1f, 0x20, 0x21, b'"', 0x23, 0x5b, b'\\', 0x5d, 0x7f, 0x80, 0xe9, 0xff,
+        ];
+        for round in 0..200_000u32 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut w = seed.to_le_bytes();
+            if round % 2 == 0 {
+                // Mostly bytes next to the stop bytes.
+                for (k, b) in w.iter_mut().enumerate() {
+                    *b = interesting[((seed >> (k * 4)) % interesting.len() as u64) as usize];
+                }
+            }
+            let want = w.iter().any(|&b| stops(b));
+            assert_eq!(super::stops_string(u64::from_le_bytes(w)), want, "{w:x?}");
+        }
+    }
+
     /// Numbers read as serde_json reads them into a `Value`, bit for bit.
     #[test]
     fn numbers_read_as_serde_json_reads_them() {
