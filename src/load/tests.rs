@@ -550,3 +550,38 @@ async fn a_settlement_whose_date_moved_leaves_its_old_partition_even_one_also_wr
         "each settlement once, in the partition of its current date"
     );
 }
+
+/// Top-level columns carry min/max statistics (readers prune row groups by them); the
+/// leaves of list columns carry none.
+#[test]
+fn statistics_on_top_level_columns_only() {
+    let r = catalog::find("article_total_detail").unwrap();
+    let cfg = crate::sim::SimConfig {
+        articles_per_day: 3,
+        ..Default::default()
+    };
+    let d = parse("2026-02-01").unwrap();
+    let body = crate::sim::respond(
+        &cfg,
+        parse("2026-03-02").unwrap(),
+        r,
+        "wx0123456789abcdef",
+        d,
+        d,
+    );
+    let batch = decode(r, body.to_string().as_bytes()).unwrap().batch;
+    let bytes = encode(&batch, Compression::Zstd).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let rg = reader.metadata().row_group(0);
+    let (mut top, mut nested) = (0, 0);
+    for c in rg.columns() {
+        if c.column_path().parts().len() == 1 {
+            assert!(c.statistics().is_some(), "{:?}", c.column_path());
+            top += 1;
+        } else {
+            assert!(c.statistics().is_none(), "{:?}", c.column_path());
+            nested += 1;
+        }
+    }
+    assert!(top > 10 && nested >= 4, "{top} top-level, {nested} nested");
+}
