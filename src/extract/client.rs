@@ -73,17 +73,19 @@ impl Call {
         self
     }
 
-    fn into_reqwest(self) -> reqwest::Request {
-        let mut r = reqwest::Request::new(self.method, self.url);
+    /// Through reqwest's builder, which also turns a user name and password in the URL
+    /// into Basic auth.
+    fn into_builder(self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        let mut b = http.request(self.method, self.url);
         if let Some(body) = self.json {
-            r.headers_mut().insert(
-                reqwest::header::CONTENT_TYPE,
-                reqwest::header::HeaderValue::from_static("application/json"),
-            );
-            *r.body_mut() = Some(body.into());
+            b = b
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
-        *r.timeout_mut() = self.timeout;
-        r
+        match self.timeout {
+            Some(t) => b.timeout(t),
+            None => b,
+        }
     }
 }
 
@@ -277,8 +279,9 @@ impl Extractor {
             return Ok(a.body.unwrap_or_default());
         }
         let http = self.http()?;
-        let mut resp = http
-            .execute(req.into_reqwest())
+        let mut resp = req
+            .into_builder(http)
+            .send()
             .await
             .map_err(|e| transport(&e))?;
         refuse(

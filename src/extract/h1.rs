@@ -12,12 +12,19 @@
 //! What it speaks: HTTP/1.1 requests; answers framed by Content-Length, chunked, or (no
 //! length) by the end of the connection; 1xx answers skipped; `accept-encoding: identity`
 //! sent (loopback and LAN hosts gain nothing from compression), a gzip body sent anyway
-//! decoded, any other coding refused. A connection goes back to the pool only
-//! after a whole answer that does not ask to close it, and an idle one a peer closed is
-//! dropped when taken. No redirect is followed (the caller refuses 3xx, see `client`).
-//! Errors name the host, never the URL, whose query holds the access token.
+//! decoded, any other coding refused. A connection goes back to the pool only after a
+//! whole answer that does not ask to close it; one idle for a minute, or closed by its
+//! peer (a peek, a real syscall), is dropped when taken. A request on a kept connection
+//! that the peer closed before any byte of an answer (the close crossed the request) is
+//! sent once more at once on a new connection: the peer never read it. A host name's
+//! addresses are tried in turn, each with its share of the connect time; a host that
+//! cannot be connected to within it is `Unreachable` (a failover candidate), and the
+//! connect time is kept under the request's own timeout so that rule holds for token
+//! calls too. No redirect is followed (the caller refuses 3xx, see `client`). URLs with
+//! a user name or password go through reqwest (Basic auth). Errors name the host, never
+//! the URL, whose query holds the access token.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,14 +35,20 @@ use super::errors::FetchError;
 
 /// Idle connections kept, all hosts together (reqwest kept 64 per host).
 const MAX_IDLE: usize = 64;
-/// The most an answer's status line and headers may take.
+/// The most an answer's status line and headers may take, and hold (hyper's limit).
 const MAX_HEAD: usize = 64 << 10;
+const MAX_HEADERS: usize = 100;
 /// The most a chunk-size line or trailer line may take.
 const MAX_LINE: usize = 4 << 10;
+/// Idle longer, a connection may have been forgotten by a NAT or firewall on the way.
+const IDLE_MAX: Duration = Duration::from_secs(60);
+/// A connection's read buffer past this is not kept in the pool.
+const KEEP_BUF: usize = 64 << 10;
 
 pub(super) struct H1 {
     idle: std::sync::Mutex<Vec<Conn>>,
     connect_timeout: Duration,
+    idle_max: Duration,
     /// A proxy is configured: reqwest sends everything.
     proxied: bool,
 }
@@ -47,6 +60,9 @@ struct Conn {
     /// Bytes read and not yet used: `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes read during the exchange under way.
+    got: usize,
+    idle_since: Instant,
 }
 
 /// An answer's status, and its body when the status is a success.
@@ -70,6 +86,13 @@ enum Coding {
     Gzip,
 }
 
+/// An exchange that failed: `Stale` if the connection was closed before any byte of an
+/// answer came (the request may be sent again on a new one).
+enum Failed {
+    Stale(FetchError),
+    Other(FetchError),
+}
+
 fn proxy_in_env() -> bool {
     ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
         .iter()
@@ -81,13 +104,18 @@ impl H1 {
         H1 {
             idle: Default::default(),
             connect_timeout,
+            idle_max: IDLE_MAX,
             proxied: proxy_in_env(),
         }
     }
 
     /// Whether this client sends a request to `url` (else reqwest does).
     pub(super) fn serves(&self, url: &reqwest::Url) -> bool {
-        !self.proxied && url.scheme() == "http" && url.host().is_some()
+        !self.proxied
+            && url.scheme() == "http"
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
     }
 
     /// Sends `req` (a request to a URL `serves` accepts) and reads its answer, the body
@@ -98,7 +126,7 @@ impl H1 {
         req: &Call,
         cap: usize,
         timeout: Duration,
-        too_large: impl FnOnce() -> FetchError,
+        too_large: impl Fn() -> FetchError,
     ) -> Result<Answer, FetchError> {
         let url = &req.url;
         let authority = match url.port() {
@@ -106,20 +134,19 @@ impl H1 {
             None => url.host_str().unwrap_or_default().to_string(),
         };
         let head = request_head(req, &authority);
+        // Connecting ends before the request's own deadline, so a host that cannot be
+        // reached is always reported as such.
+        let connect_within = self.connect_timeout.min(timeout.mul_f64(0.75));
         let exchange = async {
-            let mut conn = match self.take(&authority) {
-                Some(c) => c,
-                None => self.connect(url, &authority).await?,
+            let conn = match self.take(&authority) {
+                Some(c) => match c.exchange(&head, req, cap, &too_large).await {
+                    Err(Failed::Stale(_)) => self.connect(url, &authority, connect_within).await?,
+                    done => return self.finish(done),
+                },
+                None => self.connect(url, &authority, connect_within).await?,
             };
-            let answer = conn.exchange(&head, req, cap, too_large).await;
-            match answer {
-                Ok((answer, true)) => {
-                    self.put(conn);
-                    Ok(answer)
-                }
-                Ok((answer, false)) => Ok(answer),
-                Err(e) => Err(e),
-            }
+            let done = conn.exchange(&head, req, cap, &too_large).await;
+            self.finish(done)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
@@ -129,14 +156,31 @@ impl H1 {
         }
     }
 
-    /// An idle connection to `authority` its peer has not closed.
+    fn finish(&self, done: Result<(Answer, Option<Conn>), Failed>) -> Result<Answer, FetchError> {
+        match done {
+            Ok((answer, keep)) => {
+                if let Some(conn) = keep {
+                    self.put(conn);
+                }
+                Ok(answer)
+            }
+            Err(Failed::Stale(e) | Failed::Other(e)) => Err(e),
+        }
+    }
+
+    /// An idle connection to `authority`, not idle too long, its peer has not closed.
     fn take(&self, authority: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(i) = idle.iter().rposition(|c| c.authority == authority) {
             let c = idle.swap_remove(i);
-            let mut probe = [0u8; 1];
-            // Open and quiet: WouldBlock. Closed (0) or talking out of turn: dropped.
-            if let Err(e) = c.stream.try_read(&mut probe) {
+            if c.idle_since.elapsed() > self.idle_max {
+                continue;
+            }
+            // A peek asks the socket itself (tokio's try_read answers from readiness it
+            // may not have polled yet). Open and quiet: WouldBlock. Closed (0) or talking
+            // out of turn: dropped.
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            if let Err(e) = socket2::SockRef::from(&c.stream).peek(&mut probe) {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
                     return Some(c);
                 }
@@ -145,7 +189,11 @@ impl H1 {
         None
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, mut conn: Conn) {
+        if conn.buf.capacity() > KEEP_BUF {
+            conn.buf = Vec::with_capacity(16 << 10);
+        }
+        conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() >= MAX_IDLE {
                 idle.remove(0);
@@ -154,40 +202,57 @@ impl H1 {
         }
     }
 
-    async fn connect(&self, url: &reqwest::Url, authority: &str) -> Result<Conn, FetchError> {
+    /// A new connection to the URL's host: its addresses in turn, each with its share
+    /// of `within`.
+    async fn connect(
+        &self,
+        url: &reqwest::Url,
+        authority: &str,
+        within: Duration,
+    ) -> Result<Conn, FetchError> {
         let port = url.port_or_known_default().unwrap_or(80);
         let unreachable = |e: &dyn std::fmt::Display| {
             FetchError::Unreachable(format!("cannot connect to {authority}: {e}"))
         };
-        // An IP literal connects at once; a name is looked up first (an IPv6 literal
-        // keeps its brackets in the URL).
+        let deadline = Instant::now() + within;
+        // An IPv6 literal keeps its brackets in the URL.
         let host = url.host_str().unwrap_or_default();
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let connect = async {
-            TcpStream::connect((host, port))
-                .await
-                .map_err(|e| unreachable(&e))
-        };
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(s) => s?,
+        let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![(ip, port).into()],
             Err(_) => {
-                return Err(unreachable(&format!(
-                    "no answer within {:?}",
-                    self.connect_timeout
-                )))
+                match tokio::time::timeout(within, tokio::net::lookup_host((host, port))).await {
+                    Ok(Ok(a)) => a.collect(),
+                    Ok(Err(e)) => return Err(unreachable(&e)),
+                    Err(_) => return Err(unreachable(&format!("no address within {within:?}"))),
+                }
             }
         };
-        // Requests are written whole: nothing to gain from waiting to coalesce.
-        let _ = stream.set_nodelay(true);
-        Ok(Conn {
-            authority: authority.to_string(),
-            stream,
-            buf: Vec::with_capacity(16 << 10),
-            pos: 0,
-        })
+        let mut last = String::from("no address");
+        for (k, addr) in addrs.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / u32::try_from(addrs.len() - k).unwrap_or(1);
+            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    // Requests are written whole: nothing to gain from coalescing.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Conn {
+                        authority: authority.to_string(),
+                        stream,
+                        buf: Vec::with_capacity(16 << 10),
+                        pos: 0,
+                        got: 0,
+                        idle_since: Instant::now(),
+                    });
+                }
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {share:?}"),
+            }
+        }
+        Err(unreachable(&last))
     }
 }
 
@@ -226,85 +291,101 @@ impl Conn {
         FetchError::Transient(format!("{}: {e}", self.authority))
     }
 
-    /// Reads more bytes into `buf`; false at the end of the connection.
+    /// Reads more bytes into `buf` (what was used before is dropped first); false at the
+    /// end of the connection.
     async fn fill(&mut self) -> Result<bool, FetchError> {
-        if self.pos == self.buf.len() {
-            self.buf.clear();
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
             self.pos = 0;
         }
         self.buf.reserve(16 << 10);
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => Ok(false),
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                self.got += n;
+                Ok(true)
+            }
             Err(e) => Err(self.io(e)),
         }
     }
 
-    /// One request and its answer; true if the connection may carry another.
+    /// One request and its answer, with the connection if it may carry another.
     async fn exchange(
-        &mut self,
+        mut self,
         head: &[u8],
         req: &Call,
         cap: usize,
-        too_large: impl FnOnce() -> FetchError,
-    ) -> Result<(Answer, bool), FetchError> {
+        too_large: &impl Fn() -> FetchError,
+    ) -> Result<(Answer, Option<Conn>), Failed> {
+        self.got = 0;
+        // Closed or reset before any byte of an answer: the peer closed the connection
+        // as the request went out.
+        let stale = |c: &Conn, e: FetchError| match c.got {
+            0 => Failed::Stale(e),
+            _ => Failed::Other(e),
+        };
         if let Err(e) = self.stream.write_all(head).await {
-            return Err(self.io(e));
+            return Err(Failed::Stale(self.io(e)));
         }
         loop {
-            let Head {
-                status,
-                framing,
-                keep,
-                location,
-                coding,
-            } = self.head().await?;
-            if (100..200).contains(&status) {
+            let h = match self.head().await {
+                Ok(h) => h,
+                Err(e) => return Err(stale(&self, e)),
+            };
+            if (100..200).contains(&h.status) {
                 continue;
             }
             let mut answer = Answer {
-                status,
-                location,
+                status: h.status,
+                location: h.location,
                 body: None,
             };
-            if !(200..300).contains(&status) {
+            if !(200..300).contains(&h.status) {
                 // Its body is not read: the connection goes.
-                return Ok((answer, false));
+                return Ok((answer, None));
             }
-            let no_body = status == 204 || status == 304 || req.method == reqwest::Method::HEAD;
-            let body = match (no_body, framing) {
+            let other = |e| Err(Failed::Other(e));
+            if let Some(bad) = h.bad {
+                return other(self.broken(bad));
+            }
+            let no_body = h.status == 204 || h.status == 304 || req.method == reqwest::Method::HEAD;
+            let body = match (no_body, h.framing) {
                 (true, _) => Bytes::new(),
-                (false, Framing::Length(n)) if n > cap => return Err(too_large()),
-                (false, Framing::Length(n)) => self.exact(n).await?,
-                (false, Framing::Chunked) => match self.chunked(cap).await? {
-                    Some(b) => b,
-                    None => return Err(too_large()),
+                (false, Framing::Length(n)) if n > cap => return other(too_large()),
+                (false, Framing::Length(n)) => match self.exact(n).await {
+                    Ok(b) => b,
+                    Err(e) => return other(e),
                 },
-                (false, Framing::Close) => match self.until_closed(cap).await? {
-                    Some(b) => b,
-                    None => return Err(too_large()),
+                (false, Framing::Chunked) => match self.chunked(cap).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return other(too_large()),
+                    Err(e) => return other(e),
+                },
+                (false, Framing::Close) => match self.until_closed(cap).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return other(too_large()),
+                    Err(e) => return other(e),
                 },
             };
-            answer.body = Some(match coding {
+            answer.body = Some(match h.coding {
                 Coding::Identity => body,
                 Coding::Gzip => match gunzip(&body, cap) {
-                    None => return Err(too_large()),
+                    None => return other(too_large()),
                     Some(Ok(b)) => b,
-                    Some(Err(e)) => return Err(self.broken(&format!("invalid gzip body ({e})"))),
+                    Some(Err(e)) => return other(self.broken(&format!("invalid gzip body ({e})"))),
                 },
             });
             // Bytes past the answer were never asked for: the connection goes.
-            let keep = keep && self.pos == self.buf.len();
-            return Ok((answer, keep));
+            let keep = h.keep && self.pos == self.buf.len();
+            return Ok((answer, keep.then_some(self)));
         }
     }
 
-    /// Status line and headers: status, framing, whether the connection stays open,
-    /// Location.
+    /// Status line and headers.
     async fn head(&mut self) -> Result<Head, FetchError> {
         loop {
             if self.pos < self.buf.len() {
-                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut r = httparse::Response::new(&mut headers);
                 match r.parse(&self.buf[self.pos..]) {
                     Ok(httparse::Status::Complete(n)) => {
@@ -381,7 +462,8 @@ impl Conn {
                 while !self.line().await?.is_empty() {}
                 return Ok(Some(out.into()));
             }
-            if out.len() + size > cap {
+            // `out` never holds more than `cap`: no overflow, however large the size.
+            if size > cap - out.len() {
                 return Ok(None);
             }
             let chunk = self.exact(size).await?;
@@ -419,6 +501,15 @@ struct Head {
     keep: bool,
     location: Option<String>,
     coding: Coding,
+    /// Why its body cannot be read (conflicting lengths, a coding not asked for): an
+    /// error for a success only, as no other body is read.
+    bad: Option<&'static str>,
+}
+
+/// Only the headers it acts on are read as text: another header that is not UTF-8 (a
+/// Latin-1 `Server`) does not fail the answer.
+fn text(v: &[u8]) -> Option<&str> {
+    std::str::from_utf8(v).map(str::trim).ok()
 }
 
 fn parse_head(r: &httparse::Response) -> Result<Head, &'static str> {
@@ -428,44 +519,52 @@ fn parse_head(r: &httparse::Response) -> Result<Head, &'static str> {
     let mut chunked = false;
     let mut location = None;
     let mut coding = Coding::Identity;
+    let mut bad = None;
     for h in r.headers.iter() {
-        let v = std::str::from_utf8(h.value).map_err(|_| "header value not text")?;
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n: usize = v.trim().parse().map_err(|_| "malformed content-length")?;
-            if length.is_some_and(|m| m != n) {
-                return Err("conflicting content-length headers");
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            match text(h.value).and_then(|v| v.parse::<usize>().ok()) {
+                Some(n) if length.is_none_or(|m| m == n) => length = Some(n),
+                Some(_) => bad = Some("conflicting content-length headers"),
+                None => bad = Some("malformed content-length"),
             }
-            length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked must be the last coding; any other coding is refused below.
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked must be the last coding; any other coding is refused.
+            let v = text(h.value).unwrap_or_default();
             let codings: Vec<&str> = v.split(',').map(str::trim).collect();
             match codings.as_slice() {
                 [c] if c.eq_ignore_ascii_case("chunked") => chunked = true,
                 [c] if c.eq_ignore_ascii_case("identity") => {}
-                _ => return Err("unsupported transfer-encoding"),
+                _ => bad = Some("unsupported transfer-encoding"),
             }
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for t in v.split(',').map(str::trim) {
+        } else if name.eq_ignore_ascii_case("connection") {
+            for t in text(h.value).unwrap_or_default().split(',').map(str::trim) {
                 if t.eq_ignore_ascii_case("close") {
                     keep = false;
                 } else if t.eq_ignore_ascii_case("keep-alive") {
                     keep = true;
                 }
             }
-        } else if h.name.eq_ignore_ascii_case("content-encoding") {
-            coding = match v.trim() {
-                c if c.eq_ignore_ascii_case("identity") || c.is_empty() => Coding::Identity,
-                c if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
-                    Coding::Gzip
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            match text(h.value) {
+                Some(c) if c.eq_ignore_ascii_case("identity") || c.is_empty() => {}
+                Some(c) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
+                    coding = Coding::Gzip
                 }
-                _ => return Err("answer in a content-encoding that was not asked for"),
-            };
-        } else if h.name.eq_ignore_ascii_case("location") {
-            location = Some(v.to_string());
+                _ => bad = Some("answer in a content-encoding that was not asked for"),
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            location = text(h.value).map(str::to_string);
         }
     }
     let framing = match (chunked, length) {
-        (true, _) => Framing::Chunked,
+        (true, l) => {
+            // Both framings at once: the chunks decide, and the connection goes after.
+            if l.is_some() {
+                keep = false;
+            }
+            Framing::Chunked
+        }
         (false, Some(n)) => Framing::Length(n),
         (false, None) => {
             keep = false;
@@ -478,6 +577,7 @@ fn parse_head(r: &httparse::Response) -> Result<Head, &'static str> {
         keep,
         location,
         coding,
+        bad,
     })
 }
 
@@ -541,7 +641,7 @@ mod tests {
         }
     }
 
-    async fn server(replies: Vec<&'static str>) -> Server {
+    async fn server(replies: Vec<&'static [u8]>) -> Server {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let accepts = Arc::new(AtomicUsize::new(0));
@@ -555,16 +655,16 @@ mod tests {
                 tokio::spawn(async move {
                     while let Some(req) = read_request(&mut s).await {
                         r.lock().unwrap().push(req);
-                        let reply = replies.lock().unwrap().next().unwrap_or("");
+                        let reply = replies.lock().unwrap().next().unwrap_or(b"");
                         if reply.is_empty() {
                             return;
                         }
-                        let (reply, close) = match reply.strip_suffix('#') {
+                        let (reply, close) = match reply.strip_suffix(b"#") {
                             Some(r) => (r, true),
                             None => (reply, false),
                         };
-                        for part in reply.split('|') {
-                            s.write_all(part.as_bytes()).await.unwrap();
+                        for part in reply.split(|&b| b == b'|') {
+                            s.write_all(part).await.unwrap();
                             s.flush().await.unwrap();
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
@@ -610,10 +710,10 @@ mod tests {
     #[tokio::test]
     async fn answers_framed_by_length_chunks_or_the_end_of_the_connection() {
         let s = server(vec![
-            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\":|1234}",
-            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\n{\"b\"|\r\n3\r\n:12\r\n1\r\n}\r\n0\r\nX-T: 1\r\n\r\n",
-            "HTTP/1.0 200 OK\r\n\r\n{\"c\":|3}#",
-            "HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\":|1234}",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\n{\"b\"|\r\n3\r\n:12\r\n1\r\n}\r\n0\r\nX-T: 1\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\n\r\n{\"c\":|3}#",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
         ])
         .await;
         let h = H1::new(Duration::from_secs(5));
@@ -643,15 +743,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_kept_only_after_a_whole_answer_that_does_not_close_it() {
-        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
         let s = server(vec![
             ok,
             ok,
-            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
             // Closed by the server while idle: the next request opens another.
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}#",
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}",
-            "HTTP/1.1 302 Found\r\nLocation: http://elsewhere/x?access_token=t\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}#",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/x?access_token=t\r\n\r\n",
             ok,
         ])
         .await;
@@ -682,15 +782,18 @@ mod tests {
     #[tokio::test]
     async fn bodies_past_the_cap_broken_answers_and_silent_hosts_fail() {
         let s = server(vec![
-            "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":1|\r\n6\r\n234567\r\n0\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":#",
-            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
-            "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-            "garbage\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}{}",
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":1|\r\n6\r\n234567\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\":#",
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\nFFFFFFFFFFFFFFFF\r\n",
+            b"HTTP/1.1 200 OK\r\nServer: Caf\xe9\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 404 Not Found\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}{}",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
         ])
         .await;
         let h = H1::new(Duration::from_secs(5));
@@ -724,6 +827,15 @@ mod tests {
             );
             assert!(!e.to_string().contains("tok"), "{e}");
         }
+        // A chunk size past any cap (or a usize): refused, no overflow.
+        assert!(matches!(
+            err(send(&h, s.port, 10).await),
+            FetchError::TooLarge { .. }
+        ));
+        // A header it does not read may hold any bytes.
+        body(send(&h, s.port, 10).await);
+        // A coding not asked for only matters for a body that is read.
+        assert_eq!(send(&h, s.port, 10).await.unwrap().status, 404);
         // Bytes past the answer: taken, and the connection dropped.
         let before = s.accepts.load(Ordering::SeqCst);
         body(send(&h, s.port, 10).await);
@@ -782,5 +894,31 @@ mod tests {
             send(&h, port, 15).await,
             Err(FetchError::TooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_request_crossing_the_peers_close_goes_again_on_a_new_connection() {
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        // The server closes after its first answer without saying so.
+        let s = server(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}#",
+            ok,
+            ok,
+            ok,
+        ])
+        .await;
+        let h = H1::new(Duration::from_secs(5));
+        body(send(&h, s.port, 10).await);
+        body(send(&h, s.port, 10).await);
+        assert_eq!(s.accepts.load(Ordering::SeqCst), 2);
+        // Each request reached the server once.
+        assert_eq!(s.requests.lock().unwrap().len(), 2);
+        // A connection idle past the limit is not used again.
+        let mut h = H1::new(Duration::from_secs(5));
+        h.idle_max = Duration::ZERO;
+        body(send(&h, s.port, 10).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        body(send(&h, s.port, 10).await);
+        assert_eq!(s.accepts.load(Ordering::SeqCst), 4);
     }
 }

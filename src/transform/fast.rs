@@ -194,8 +194,7 @@ fn find(level: &[FieldMap], key: &[u8], hint: &mut Hint) -> Option<usize> {
 /// A cursor over a body's bytes. Only strings may hold bytes past ASCII (anywhere else
 /// the grammar refuses them), so each string is checked for UTF-8 when it is read, not
 /// the whole body first (~3% of a large run: most bytes are numbers, keys and
-/// punctuation); a date string is only parsed, which refuses anything but ASCII digits
-/// and dashes. Only the JSON grammar is checked here;
+/// punctuation); a date string need only be ASCII. Only the JSON grammar is checked here;
 /// numbers other than plain non-negative integers, and strings with escapes, are read by
 /// serde_json from their own token, so both decoders read every value alike.
 struct Lex<'de> {
@@ -537,8 +536,9 @@ impl<'de> Lex<'de> {
     #[inline]
     fn date(&mut self) -> Result<Scalar<'de>, Bail> {
         match self.peek().ok_or(Bail)? {
+            // ASCII checked here: a flattened item's date may be kept and never parsed.
             b'"' => match self.raw_string()? {
-                (text, None) => Ok(Scalar::Raw(text)),
+                (text, None) if text.is_ascii() => Ok(Scalar::Raw(text)),
                 _ => Err(Bail),
             },
             b'n' => self.word(b"null").map(|_| Scalar::Null),

@@ -477,4 +477,9 @@ fn strings_that_are_not_utf8_leave_the_body_to_the_reference() {
         assert!(decode(r, &bad).is_err(), "{bad:?}");
         assert!(decode_reference(r, &bad).is_err(), "{bad:?}");
     }
+    // A flattened item's date is kept for its nested rows; with none it is never parsed.
+    let atd = catalog::find("article_total_detail").unwrap();
+    let bad: &[u8] = b"{\"list\":[{\"ref_date\":\"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\",\"msgid\":\"1_1\",\"title\":\"t\",\"detail_list\":[]}]}";
+    assert!(fast::decode(atd, bad).is_none());
+    assert!(decode_reference(atd, bad).is_err());
 }
