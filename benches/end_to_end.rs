@@ -15,7 +15,10 @@
 //! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
 //! million rows, context switches (getrusage via GNU time), and where `perf stat` may count
 //! tracepoints, the client's syscalls (all, futex, fsync, syncfs, rename, openat) in total and per
-//! data call. The criterion results of `hot_path` (if run before) are folded in.
+//! data call. Syscalls are counted in one more run of each scenario, not in the timed ones:
+//! a traced syscall is dearer (workload R's system time read ~0.1 s higher traced, with
+//! its ~20,000 syscalls), so that run's CPU is reported apart as `cpu_s_traced`. The
+//! criterion results of `hot_path` (if run before) are folded in.
 //! Everything goes to `target/bench-report.json` and is printed as a table.
 //!
 //! The unthrottled scenarios run `WXCUBE_BENCH_REPEAT` times (default 3) and report
@@ -211,8 +214,9 @@ fn pipeline(s: &Scenario, port: u16, out: &Path) -> String {
     )
 }
 
-/// One run of the client under GNU time, into a folder no earlier run used.
-fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
+/// One run of the client under GNU time, into a folder no earlier run used; `traced`:
+/// under `perf stat` too, counting syscalls.
+fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize, traced: bool) -> Res<Value> {
     let dir = work.join(format!("{}-{sample}", s.name));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let sim = Sim::start(bin, s)?;
@@ -221,7 +225,7 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize) -> Res<Value> {
     let timing = dir.join("time.txt");
     let counts = dir.join("perf.txt");
     // GNU time measures the client alone; perf (outside it) only counts tracepoints.
-    let mut cmd = match perf_events() {
+    let mut cmd = match perf_events().filter(|_| traced) {
         Some(events) => {
             let mut c = Command::new("perf");
             c.args(["stat", "-x", ",", "-e", events, "-o"])
@@ -598,7 +602,7 @@ fn print_table(report: &Value) {
             );
         }
         println!(
-            "{:>13} per data call: {} CPU µs, {} syscalls ({} futex); run: {} fsync, {} syncfs, {} rename, {} openat, {} + {} context switches (voluntary + not)",
+            "{:>13} per data call: {} CPU µs, {} syscalls ({} futex); run: {} fsync, {} syncfs, {} rename, {} openat, {} + {} context switches (voluntary + not); counting run {} cpu s",
             "",
             f(&r["cpu_us_per_call"]),
             f(&r["syscalls"]["per_data_call"]),
@@ -609,6 +613,7 @@ fn print_table(report: &Value) {
             f(&r["syscalls"]["openat"]),
             f(&r["voluntary_switches"]),
             f(&r["involuntary_switches"]),
+            f(&r["cpu_s_traced"]),
         );
         if let Some(rate) = r.get("rate") {
             println!(
@@ -660,11 +665,27 @@ fn main() {
         // Short runs' peak RSS varies by several MB with thread timing: the unthrottled
         // scenarios report the median of a few runs (every sample is kept in the JSON).
         let n = if s.latency_ms == 0 { repeats } else { 1 };
-        match (0..n)
-            .map(|i| run(&bin, &work, &s, i))
-            .collect::<Res<Vec<_>>>()
-        {
-            Ok(samples) => runs.push(median_of(samples)),
+        let timed = (0..n)
+            .map(|i| run(&bin, &work, &s, i, false))
+            .collect::<Res<Vec<_>>>();
+        // Syscalls from one more run, traced; its CPU is not one of the samples.
+        let counted = perf_events().map(|_| run(&bin, &work, &s, n, true));
+        match timed {
+            Ok(samples) => {
+                let mut m = median_of(samples);
+                match counted {
+                    Some(Ok(c)) => {
+                        m["syscalls"] = c["syscalls"].clone();
+                        m["cpu_s_traced"] = c["cpu_s"].clone();
+                    }
+                    Some(Err(e)) => {
+                        eprintln!("end_to_end: {} (counting syscalls): {e}", s.name);
+                        failed = true;
+                    }
+                    None => {}
+                }
+                runs.push(m);
+            }
             Err(e) => {
                 eprintln!("end_to_end: {}: {e}", s.name);
                 failed = true;
