@@ -75,7 +75,7 @@ impl Call {
 
     /// Through reqwest's builder, which also turns a user name and password in the URL
     /// into Basic auth.
-    fn into_builder(self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+    pub(super) fn into_builder(self, http: &reqwest::Client) -> reqwest::RequestBuilder {
         let mut b = http.request(self.method, self.url);
         if let Some(body) = self.json {
             b = b

@@ -921,4 +921,39 @@ mod tests {
         body(send(&h, s.port, 10).await);
         assert_eq!(s.accepts.load(Ordering::SeqCst), 4);
     }
+
+    /// Plain http without credentials or a proxy is ours; the rest goes to reqwest, built
+    /// as reqwest builds it (JSON type, timeout, Basic auth from the URL).
+    #[test]
+    fn which_requests_go_where_and_how_reqwest_gets_the_rest() {
+        let h = H1::new(Duration::from_secs(1));
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let ours = !h.proxied;
+        assert_eq!(h.serves(&url("http://127.0.0.1:9/x")), ours);
+        assert!(!h.serves(&url("https://api.weixin.qq.com/x")));
+        assert!(!h.serves(&url("http://u:p@relay:8080/x")));
+        let proxied = H1 {
+            proxied: true,
+            ..H1::new(Duration::from_secs(1))
+        };
+        assert!(!proxied.serves(&url("http://127.0.0.1:9/x")));
+        let req = Call::post(url("http://u:p@relay:8080/x"), &serde_json::json!({"a": 1}))
+            .with_query(&[("access_token", "t")])
+            .timeout(Duration::from_secs(3))
+            .into_builder(&reqwest::Client::new())
+            .build()
+            .unwrap();
+        assert_eq!(req.method(), reqwest::Method::POST);
+        assert_eq!(req.url().query(), Some("access_token=t"));
+        assert_eq!(req.headers()["content-type"], "application/json");
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic "));
+        assert_eq!(req.timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            req.body().and_then(|b| b.as_bytes()),
+            Some(&b"{\"a\":1}"[..])
+        );
+    }
 }
