@@ -5,9 +5,8 @@
 //! call here (12% of workload R, 2,742 calls of a few KB each). Here a call writes its
 //! request in one write and reads its answer from a pooled connection in the task that
 //! waits for it. Only where reqwest would add nothing: an `http://` URL and no proxy in
-//! the environment (`http_proxy`, `all_proxy`, upper or lower case). `https://` hosts and
-//! proxied ones go through reqwest, which also sends every token request but the ones to
-//! an http host.
+//! the environment (`http_proxy`, `all_proxy`, upper or lower case). Calls to `https://`
+//! hosts, data or token, and proxied ones go through reqwest.
 //!
 //! What it speaks: HTTP/1.1 requests; answers framed by Content-Length, chunked, or (no
 //! length) by the end of the connection; 1xx answers skipped; `accept-encoding: identity`
@@ -16,7 +15,9 @@
 //! whole answer that does not ask to close it; one idle for a minute, or closed by its
 //! peer (a peek, a real syscall), is dropped when taken. A request on a kept connection
 //! that the peer closed before any byte of an answer (the close crossed the request) is
-//! sent once more at once on a new connection: the peer never read it. A host name's
+//! sent once more at once on a new connection: a peer closing an idle connection has not
+//! read it (one that read it and closed without a word gets it again, as a retry would
+//! send it, without the backoff). A host name's
 //! addresses are tried in turn, each with its share of the connect time; a host that
 //! cannot be connected to within it is `Unreachable` (a failover candidate), and the
 //! connect time is kept under the request's own timeout so that rule holds for token
