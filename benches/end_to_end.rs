@@ -16,8 +16,9 @@
 //! million rows, context switches (getrusage via GNU time), and where `perf stat` may count
 //! tracepoints, the client's syscalls (all, futex, fsync, syncfs, rename, openat) in total and per
 //! data call. Syscalls are counted in one more run of each scenario, not in the timed ones:
-//! a traced syscall is dearer (workload R's system time read ~0.1 s higher traced, with
-//! its ~20,000 syscalls), so that run's CPU is reported apart as `cpu_s_traced`. The
+//! a traced syscall is dearer (traced vs untraced, one bench: R 0.79 / 0.78 s, full_30
+//! 1.43 / 1.35, rate_bound 0.84 / 0.69), so that run's CPU is reported apart as
+//! `cpu_s_traced`. The
 //! criterion results of `hot_path` (if run before) are folded in.
 //! Everything goes to `target/bench-report.json` and is printed as a table.
 //!
