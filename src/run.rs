@@ -387,8 +387,7 @@ fn extractor(p: &Pipeline, opts: &Options) -> Result<Arc<Extractor>, RunError> {
         Some(s) => (p.limits.global_requests_per_second / s.n).max(1),
         None => p.limits.global_requests_per_second,
     };
-    let ex = Extractor::new(global_rps, retry, seed).map_err(|e| RunError::Setup(e.to_string()))?;
-    Ok(Arc::new(ex))
+    Ok(Arc::new(Extractor::new(global_rps, retry, seed)))
 }
 
 /// Each task's report before any call: what it plans, what it defers and why.

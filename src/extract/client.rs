@@ -234,8 +234,8 @@ pub struct Fetched {
 }
 
 impl Extractor {
-    pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
-        Ok(Extractor {
+    pub fn new(global_rps: u32, retry: RetryPolicy, seed: u64) -> Self {
+        Extractor {
             http: std::sync::OnceLock::new(),
             h1: super::h1::H1::new(CONNECT_TIMEOUT),
             global: RateLimiter::per_second(global_rps),
@@ -244,7 +244,7 @@ impl Extractor {
             counters: Arc::new(Counters::default()),
             budget: InFlight::default(),
             component_tokens: Mutex::new(std::collections::HashMap::new()),
-        })
+        }
     }
 
     fn http(&self) -> Result<&reqwest::Client, FetchError> {

@@ -179,7 +179,7 @@ async fn redirects_are_not_followed() {
         let at = format!("Location: {to}?access_token=tok-123&secret=the-app-secret\r\n");
         (302, at, Vec::new())
     });
-    let ex = Extractor::new(100, fast(), 1).expect("extractor");
+    let ex = Extractor::new(100, fast(), 1);
     let client = AccountClient::new(&account(Auth::StableToken), &front.url(), None, 50, 2);
     let e = fetch_once(&ex, &client).await.err().expect("refused");
     let msg = e.to_string();
@@ -204,7 +204,7 @@ async fn oversized_bodies_are_refused_and_a_failed_token_source_is_remembered() 
         "a".repeat(100 << 10)
     );
     let fake = Fake::start(move |_, _| ok(&big));
-    let ex = Extractor::new(100, fast(), 1).expect("extractor");
+    let ex = Extractor::new(100, fast(), 1);
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
     let e = fetch_once(&ex, &client).await.err().expect("refused");
     assert!(
@@ -233,7 +233,7 @@ async fn an_oversized_chunked_body_is_refused_at_the_cap() {
             big.as_bytes().to_vec(),
         )
     });
-    let ex = Extractor::new(100, fast(), 1).expect("extractor");
+    let ex = Extractor::new(100, fast(), 1);
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
     let e = fetch_once(&ex, &client).await.err().expect("refused");
     assert!(e.to_string().contains("larger than 65536 bytes"), "{e}");
@@ -276,7 +276,7 @@ async fn forced_refresh_over_its_allowance_falls_back_to_the_current_token() {
         }
         ok(r#"{"list":[]}"#)
     });
-    let ex = Extractor::new(100, fast(), 1).expect("extractor");
+    let ex = Extractor::new(100, fast(), 1);
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
     fetch_once(&ex, &client)
         .await
@@ -308,7 +308,7 @@ async fn token_endpoint_minute_limit_and_quota() {
         }
         ok(&data)
     });
-    let ex = Extractor::new(100, fast(), 1).expect("extractor");
+    let ex = Extractor::new(100, fast(), 1);
     let client = AccountClient::new(&account(Auth::StableToken), &fake.url(), None, 50, 2);
     let f = fetch_once(&ex, &client).await.expect("fetched after 45011");
     assert_eq!(f.decoded.batch.num_rows(), 1);

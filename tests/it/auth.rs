@@ -325,7 +325,7 @@ async fn an_unreachable_host_fails_over_to_the_backup_host() {
         50,
         2,
     );
-    let ex = Extractor::new(100, RetryPolicy::default(), 1).expect("extractor");
+    let ex = Extractor::new(100, RetryPolicy::default(), 1);
     let r = wxcube::catalog::find("user_summary").expect("report");
     let d = |s: &str| wxcube::dates::parse(s).expect("date");
     let w = wxcube::window::Window {
