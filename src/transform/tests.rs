@@ -348,6 +348,107 @@ fn odd_bodies_decode_as_the_reference_decodes_them() {
     }
 }
 
+/// Read-source and jump-position elements in the usual shape and in every other the general
+/// path must take (keys reordered, extra or missing keys, numbers that are not plain,
+/// escaped or unknown scenes): the fast path reads each as the reference decoder does.
+#[test]
+fn list_elements_in_any_shape_decode_as_the_reference() {
+    let ar = catalog::find("article_read").unwrap();
+    let elements: &[(&str, bool)] = &[
+        (r#"{"user_count":3,"scene_desc":"全部"}"#, true),
+        (r#"{ "user_count" : 0 , "scene_desc" : "搜一搜" }"#, true),
+        (r#"{"scene_desc":"全部","user_count":3}"#, true),
+        (
+            r#"{"user_count":3,"scene_desc":"全部","extra":[1,{"a":2}]}"#,
+            true,
+        ),
+        (r#"{"extra":null,"user_count":3,"scene_desc":"全部"}"#, true),
+        (r#"{"user_count":3.0,"scene_desc":"全部"}"#, true),
+        (r#"{"user_count":"7","scene_desc":"全部"}"#, true),
+        (r#"{"user_count":-2,"scene_desc":"全部"}"#, true),
+        (r#"{"user_count":3,"scene_desc":"全部"}"#, true),
+        (r#"{"user_count":3,"scene_desc":"新场景"}"#, true),
+        (r#"{"user_count":3,"scene_desc":"全部x"}"#, true),
+        (r#"{"user_count":3,"scene_desc":""}"#, true),
+        (r#"{"user_count":3}"#, false),
+        (r#"{"user_count":3,"scene_desc":null}"#, false),
+        (r#"{"user_count":3,"scene_desc":5}"#, false),
+        (
+            r#"{"user_count":3,"user_count":4,"scene_desc":"全部"}"#,
+            false,
+        ),
+        (r#"{"user_count":3.5,"scene_desc":"全部"}"#, false),
+        (r#"{"user_count":3,"scene_desc":"全部",}"#, false),
+        (r#"{"user_count":3 "scene_desc":"全部"}"#, false),
+    ];
+    for (el, fast_keeps) in elements {
+        for list in [
+            format!("[{el}]"),
+            format!(r#"[{el},{{"user_count":1,"scene_desc":"全部"}}]"#),
+        ] {
+            let body = format!(
+                r#"{{"list":[{{"ref_date":"2025-11-02","msgid":"m","detail":{{"read_user":3,"read_user_source":{list}}}}}]}}"#
+            );
+            assert_eq!(
+                fast::decode(ar, body.as_bytes()).is_some(),
+                *fast_keeps,
+                "fast path on {body}"
+            );
+            agree(ar, &body);
+        }
+    }
+    let atd = catalog::find("article_total_detail").unwrap();
+    let jumps: &[(&str, bool)] = &[
+        (r#"{"position":2,"rate":0.25}"#, true),
+        (r#"{"position":2,"rate":1}"#, true),
+        (r#"{"position":2,"rate":-0.5e-3}"#, true),
+        (r#"{"rate":0.25,"position":2}"#, true),
+        (r#"{"position":"2","rate":"0.25"}"#, true),
+        (r#"{"position":2,"rate":0.25,"x":1}"#, true),
+        (r#"{"position":99999999999,"rate":0.25}"#, false),
+        (r#"{"position":2}"#, false),
+        (r#"{"position":2,"rate":null}"#, false),
+        (r#"{"position":2,"rate":01}"#, false),
+        (r#"{"position":2,"position":3,"rate":0.25}"#, false),
+    ];
+    for (el, fast_keeps) in jumps {
+        let body = format!(
+            r#"{{"list":[{{"ref_date":"2025-11-01","msgid":"m","publish_type":0,"detail_list":[{{"stat_date":"2025-11-01","read_user":2,"share_user":0,"zaikan_user":0,"like_user":0,"comment_count":0,"collection_user":0,"praise_money":0,"read_subscribe_user":0,"read_delivery_rate":0.1,"read_finish_rate":0.5,"read_avg_activetime":1,"read_jump_position":[{el},{{"position":1,"rate":0.5}}]}}]}}]}}"#
+        );
+        assert_eq!(
+            fast::decode(atd, body.as_bytes()).is_some(),
+            *fast_keeps,
+            "fast path on {body}"
+        );
+        agree(atd, &body);
+    }
+    // The usual shape gives the scene as sent and its label.
+    let body = r#"{"list":[{"ref_date":"2025-11-02","msgid":"m","detail":{"read_user":3,"read_user_source":[{"user_count":3,"scene_desc":"搜一搜"},{"user_count":1,"scene_desc":"新场景"}]}}]}"#;
+    let b = fast::decode(ar, body.as_bytes()).unwrap().batch;
+    let list = b
+        .column_by_name("read_user_source")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::ListArray>()
+        .unwrap()
+        .value(0);
+    let st = list
+        .as_any()
+        .downcast_ref::<arrow::array::StructArray>()
+        .unwrap();
+    let text = |i: usize| {
+        st.column(i)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(text(1), ["搜一搜", "新场景"]);
+    assert_eq!(text(2), ["search", "unknown"]);
+}
+
 /// Simulator bodies with one random edit each (a byte dropped, doubled or replaced by
 /// JSON punctuation, a byte put before a closing bracket, a number rewritten): whatever
 /// the scanner accepts, the reference decoder accepts too, with the same batch; the rest
