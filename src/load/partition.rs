@@ -4,11 +4,11 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{make_array, AsArray, MutableArrayData, RecordBatch};
+use arrow::array::{make_array, ArrayData, AsArray, Capacities, MutableArrayData, RecordBatch};
 use arrow::compute::{
     lexsort_to_indices, take_record_batch, LexicographicalComparator, SortColumn,
 };
-use arrow::datatypes::Date32Type;
+use arrow::datatypes::{DataType, Date32Type};
 
 use super::LoadError;
 use crate::catalog::from_date32;
@@ -101,7 +101,7 @@ pub fn sort(report: &Report, batch: &RecordBatch) -> Result<RecordBatch, LoadErr
         .iter()
         .map(|c| {
             let data = c.to_data();
-            let mut out = MutableArrayData::new(vec![&data], false, n);
+            let mut out = MutableArrayData::with_capacities(vec![&data], false, room(&data));
             for &(a, b) in &segments {
                 out.try_extend(0, a, b)?;
             }
@@ -176,6 +176,48 @@ fn int_key_order(cols: &[SortColumn], n: usize) -> Option<arrow::array::UInt32Ar
 /// Most ascending stretches `sort` merges rather than sorting rows.
 const MAX_RUNS: usize = 64;
 
+/// The room a reordering of `d`'s rows takes: its own sizes, text and nested values
+/// included, so that no buffer grows (and is copied again) while segments are copied in
+/// (~2% of a large run). Other types, and data whose sizes cannot be read, get rows only.
+fn room(d: &ArrayData) -> Capacities {
+    let n = d.len();
+    let span = |o: &[i32]| match (o.first(), o.get(n)) {
+        (Some(&a), Some(&b)) if b >= a => Some((a as usize, (b - a) as usize)),
+        _ => None,
+    };
+    match d.data_type() {
+        DataType::Utf8 | DataType::Binary if d.buffers().len() == 2 => {
+            match span(d.buffer::<i32>(0)) {
+                Some((_, bytes)) => Capacities::Binary(n, Some(bytes)),
+                None => Capacities::Array(n),
+            }
+        }
+        DataType::List(_) if d.buffers().len() == 1 && d.child_data().len() == 1 => {
+            let child = &d.child_data()[0];
+            match span(d.buffer::<i32>(0)) {
+                Some((a, len)) if a + len <= child.len() => {
+                    Capacities::List(n, Some(Box::new(room(&child.slice(a, len)))))
+                }
+                _ => Capacities::Array(n),
+            }
+        }
+        DataType::Struct(_) => Capacities::Struct(
+            n,
+            Some(
+                d.child_data()
+                    .iter()
+                    .map(|c| match c.len() {
+                        l if l == n => room(c),
+                        l if d.offset() + n <= l => room(&c.slice(d.offset(), n)),
+                        _ => Capacities::Array(n),
+                    })
+                    .collect(),
+            ),
+        ),
+        _ => Capacities::Array(n),
+    }
+}
+
 /// Merges ascending runs into the segments (row ranges of the input) that, copied in
 /// order, are the rows in key order. Each segment is as long as its run stays at or below
 /// every other run's next row.
@@ -223,6 +265,58 @@ mod tests {
             values: a,
             options: None,
         }
+    }
+
+    /// `room` is what a copy of the rows holds: a slice's rows, its text bytes, and its
+    /// lists' elements with theirs.
+    #[test]
+    fn room_is_the_rows_text_and_elements_of_a_slice() {
+        use arrow::array::{Array, Int64Builder, ListBuilder, StringBuilder, StructBuilder};
+        use arrow::datatypes::Field;
+        let fields = vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ];
+        let mut b = ListBuilder::new(StructBuilder::from_fields(fields, 0));
+        for row in [
+            vec![(1, "ab"), (2, "cde")],
+            vec![],
+            vec![(3, "f")],
+            vec![(4, "ghij"), (5, "")],
+        ] {
+            for (n, s) in &row {
+                let sb = b.values();
+                sb.field_builder::<Int64Builder>(0)
+                    .unwrap()
+                    .append_value(*n);
+                sb.field_builder::<StringBuilder>(1)
+                    .unwrap()
+                    .append_value(s);
+                sb.append(true);
+            }
+            b.append(true);
+        }
+        let list = b.finish().to_data().slice(1, 3);
+        let want = Capacities::List(
+            3,
+            Some(Box::new(Capacities::Struct(
+                3,
+                Some(vec![Capacities::Array(3), Capacities::Binary(3, Some(5))]),
+            ))),
+        );
+        assert_eq!(format!("{:?}", room(&list)), format!("{want:?}"));
+        let text = StringArray::from(vec!["ab", "cde", "f"])
+            .to_data()
+            .slice(1, 2);
+        assert_eq!(
+            format!("{:?}", room(&text)),
+            format!("{:?}", Capacities::Binary(2, Some(4)))
+        );
+        let ints = Int64Array::from(vec![1, 2, 3]).to_data();
+        assert_eq!(
+            format!("{:?}", room(&ints)),
+            format!("{:?}", Capacities::Array(3))
+        );
     }
 
     /// Integer keys order rows as arrow's comparator does: negative numbers, text with

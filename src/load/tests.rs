@@ -77,6 +77,11 @@ fn sort_merges_sorted_stretches_like_a_full_sort() {
     for order in orders {
         let shuffled = take_record_batch(&want, &arrow::array::UInt32Array::from(order)).unwrap();
         assert_eq!(sort(r, &shuffled).unwrap(), want);
+        // A slice (offsets into its parents' buffers) sorts as a batch of its own rows.
+        let part = shuffled.slice(7, shuffled.num_rows() - 20);
+        let own =
+            take_record_batch(&part, &lexsort_to_indices(&key(&part), None).unwrap()).unwrap();
+        assert_eq!(sort(r, &part).unwrap(), own);
     }
 }
 
