@@ -1067,31 +1067,39 @@ fn read_source<'de>(lx: &mut Lex<'de>) -> Result<(i64, Cow<'de, str>, &'static s
     Ok((count, scene, label))
 }
 
-/// The usual element, `{"user_count":<plain integer>,"scene_desc":"<no escapes>"}` in that
-/// order and nothing else, read without going through `Scalar`s (a 32-byte value moved
-/// through memory twice a field), and a known scene without a UTF-8 check: its bytes are
-/// the table's own. `None` for any other element (the caller reads it again the general
-/// way).
+/// The usual element: `user_count` a plain integer and `scene_desc` a string without
+/// escapes, in either order (WeChat's examples put the count first, a serializer that sorts
+/// keys the other way), and nothing else; read without going through `Scalar`s (a 32-byte
+/// value moved through memory twice a field), and a known scene without a UTF-8 check: its
+/// bytes are the table's own. `None` for any other element (the caller reads it again the
+/// general way).
 #[inline]
 fn plain_read_source<'de>(lx: &mut Lex<'de>) -> Option<(i64, &'de str, &'static str)> {
     lx.expect(b'{').ok()?;
     let mut first = true;
-    if !(lx.next_key(&mut first).ok()? && lx.key_is(b"user_count").ok()?) {
-        return None;
+    let (mut count, mut text) = (None, None);
+    for _ in 0..2 {
+        if !lx.next_key(&mut first).ok()? {
+            return None;
+        }
+        if count.is_none() && lx.key_is(b"user_count").ok()? {
+            count = Some(lx.plain_int()?);
+        } else if text.is_none() && lx.key_is(b"scene_desc").ok()? {
+            if lx.peek()? != b'"' {
+                return None;
+            }
+            let (t, None) = lx.raw_string().ok()? else {
+                return None;
+            };
+            text = Some(t);
+        } else {
+            return None;
+        }
     }
-    let count = lx.plain_int()?;
-    if !(lx.next_key(&mut first).ok()? && lx.key_is(b"scene_desc").ok()?) {
-        return None;
-    }
-    if lx.peek()? != b'"' {
-        return None;
-    }
-    let (text, None) = lx.raw_string().ok()? else {
-        return None;
-    };
     if lx.next_key(&mut first).ok()? {
         return None;
     }
+    let (count, text) = (count?, text?);
     match SCENE_DESC
         .strs
         .iter()
@@ -1118,30 +1126,35 @@ fn jump(lx: &mut Lex<'_>) -> Result<(i32, f64), Bail> {
     Ok((pos, sc_f64(&v).ok_or(Bail)?))
 }
 
-/// The usual element, `{"position":<plain integer>,"rate":<number>}` in that order and
-/// nothing else; `None` for any other (see `plain_read_source`).
+/// The usual element: `position` a plain integer and `rate` a number, in either order,
+/// and nothing else; `None` for any other (see `plain_read_source`).
 #[inline]
 fn plain_jump(lx: &mut Lex<'_>) -> Option<(i32, f64)> {
     lx.expect(b'{').ok()?;
     let mut first = true;
-    if !(lx.next_key(&mut first).ok()? && lx.key_is(b"position").ok()?) {
-        return None;
+    let (mut pos, mut rate) = (None, None);
+    for _ in 0..2 {
+        if !lx.next_key(&mut first).ok()? {
+            return None;
+        }
+        if pos.is_none() && lx.key_is(b"position").ok()? {
+            pos = Some(i32::try_from(lx.plain_int()?).ok()?);
+        } else if rate.is_none() && lx.key_is(b"rate").ok()? {
+            if !matches!(lx.peek()?, b'-' | b'0'..=b'9') {
+                return None;
+            }
+            rate = Some(match lx.number().ok()? {
+                Scalar::F64(f) => f,
+                v => sc_f64(&v)?,
+            });
+        } else {
+            return None;
+        }
     }
-    let pos = i32::try_from(lx.plain_int()?).ok()?;
-    if !(lx.next_key(&mut first).ok()? && lx.key_is(b"rate").ok()?) {
-        return None;
-    }
-    if !matches!(lx.peek()?, b'-' | b'0'..=b'9') {
-        return None;
-    }
-    let rate = match lx.number().ok()? {
-        Scalar::F64(f) => f,
-        v => sc_f64(&v)?,
-    };
     if lx.next_key(&mut first).ok()? {
         return None;
     }
-    Some((pos, rate))
+    Some((pos?, rate?))
 }
 
 /// One element of a List<Struct> array: its two fields, both required.
@@ -1325,6 +1338,49 @@ mod tests {
             }
         }
         assert!(floats > 19_000);
+    }
+
+    /// The usual list elements, in either key order, take the direct path; the rest are
+    /// left to the general one (the caller reads them again from their start).
+    #[test]
+    fn usual_list_elements_are_read_directly_in_either_key_order() {
+        use super::{plain_jump, plain_read_source, Lex};
+        let lex = |s: &'static str| Lex {
+            s: s.as_bytes(),
+            i: 0,
+        };
+        for s in [
+            r#"{"user_count":3,"scene_desc":"搜一搜"}"#,
+            r#"{ "scene_desc" : "搜一搜" , "user_count" : 3 }"#,
+        ] {
+            let mut lx = lex(s);
+            assert_eq!(
+                plain_read_source(&mut lx),
+                Some((3, "搜一搜", "search")),
+                "{s}"
+            );
+            assert_eq!(lx.i, s.len(), "{s}");
+        }
+        let mut lx = lex(r#"{"user_count":0,"scene_desc":"新"}"#);
+        assert_eq!(plain_read_source(&mut lx), Some((0, "新", "unknown")));
+        for s in [
+            r#"{"user_count":3}"#,
+            r#"{"user_count":3,"user_count":3}"#,
+            r#"{"user_count":3,"scene_desc":"a","x":1}"#,
+            r#"{"user_count":-3,"scene_desc":"a"}"#,
+            r#"{"user_count":3,"scene_desc":"\u5168"}"#,
+        ] {
+            assert_eq!(plain_read_source(&mut lex(s)), None, "{s}");
+        }
+        for s in [
+            r#"{"position":2,"rate":0.5}"#,
+            r#"{"rate":0.5,"position":2}"#,
+        ] {
+            assert_eq!(plain_jump(&mut lex(s)), Some((2, 0.5)), "{s}");
+        }
+        for s in [r#"{"position":2}"#, r#"{"position":2,"rate":"0.5"}"#] {
+            assert_eq!(plain_jump(&mut lex(s)), None, "{s}");
+        }
     }
 
     #[test]
