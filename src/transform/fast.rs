@@ -756,13 +756,25 @@ impl<'de> State<'de> {
             return Ok(());
         }
         if let ([c], None, false) = (fm.cols.as_slice(), &keep, fm.date) {
-            // The common case, an integer for an integer column, without a `Scalar`.
-            if let Builder::I64(b) = &mut self.builders[*c] {
-                if let Some(v) = lx.plain_int() {
+            // The common cases, a number for a number column, without `scalar` and `push`.
+            match &mut self.builders[*c] {
+                Builder::I64(b) => {
+                    if let Some(v) = lx.plain_int() {
+                        b.append_value(v);
+                        *seen |= 1 << c;
+                        return Ok(());
+                    }
+                }
+                Builder::F64(b) if matches!(lx.peek(), Some(b'-' | b'0'..=b'9')) => {
+                    let v = match lx.number()? {
+                        Scalar::F64(f) => f,
+                        v => sc_f64(&v).ok_or(Bail)?,
+                    };
                     b.append_value(v);
                     *seen |= 1 << c;
                     return Ok(());
                 }
+                _ => {}
             }
         }
         let v = if fm.date { lx.date()? } else { lx.scalar()? };
