@@ -148,9 +148,20 @@ impl Builder {
 }
 
 /// A list-of-struct column builder; `per_row` sizes the struct buffer (items a row, guessed).
+/// Text fields get room for their bytes too (arrow's default is 1 KiB, grown by doubling:
+/// ~1% of a large run was copying scene names to ever larger buffers).
 fn list_builder(fields: Fields, cap: usize, per_row: usize) -> Builder {
     let item = Field::new("item", DataType::Struct(fields.clone()), true);
-    let sb = StructBuilder::from_fields(fields, cap * per_row);
+    let items = cap * per_row;
+    let children = fields
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Box::new(StringBuilder::with_capacity(items, items * 12))
+                as Box<dyn arrow::array::ArrayBuilder>,
+            t => arrow::array::make_builder(t, items),
+        })
+        .collect();
+    let sb = StructBuilder::new(fields, children);
     Builder::List(ListBuilder::with_capacity(sb, cap).with_field(Arc::new(item)))
 }
 
