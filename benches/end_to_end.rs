@@ -13,13 +13,14 @@
 //!
 //! Per run: rows, data calls (counted by the simulator) / planned calls, wall and client CPU
 //! seconds and peak RSS (GNU time, `/usr/bin/time`), rows per CPU second, CPU seconds per
-//! million rows, context switches (getrusage via GNU time), and where `perf stat` may count
-//! tracepoints, the client's syscalls (all, futex, fsync, syncfs, rename, openat) in total and per
-//! data call. Syscalls are counted in one more run of each scenario, not in the timed ones:
-//! a traced syscall is dearer (traced vs untraced, one bench: R 0.79 / 0.78 s, full_30
-//! 1.43 / 1.35, rate_bound 0.84 / 0.69), so that run's CPU is reported apart as
-//! `cpu_s_traced`. The
-//! criterion results of `hot_path` (if run before) are folded in.
+//! million rows, client CPU over the simulator's (a control for the machine's speed, which
+//! moves by several percent between runs), context switches (getrusage via GNU time), and
+//! where `perf stat` may count tracepoints, the client's syscalls (all, futex, fsync,
+//! syncfs, rename, openat) in total and per data call. Syscalls are counted in one more
+//! run of each scenario, not in the timed ones: a traced syscall is dearer (traced vs
+//! untraced, one bench: R 0.79 / 0.78 s, full_30 1.43 / 1.35, rate_bound 0.84 / 0.69), so
+//! that run's CPU is reported apart as `cpu_s_traced`. The criterion results of `hot_path`
+//! (if run before) are folded in.
 //! Everything goes to `target/bench-report.json` and is printed as a table.
 //!
 //! The unthrottled scenarios run `WXCUBE_BENCH_REPEAT` times (default 3) and report
@@ -300,6 +301,9 @@ fn run(bin: &Path, work: &Path, s: &Scenario, sample: usize, traced: bool) -> Re
         "cpu_s_per_million_rows": cpu / (rows / 1e6).max(1e-9),
         "peak_rss_mb": rss_kb / 1024.0,
         "sim_cpu_s": sim_cpu,
+        // The simulator's work is the same every run: the ratio compares runs on a
+        // machine whose speed moves (full_365's simulator took 64-85 CPU s in one bench).
+        "cpu_over_sim_cpu": sim_cpu.map(|c| cpu / c.max(1e-9)),
         "voluntary_switches": vcsw,
         "involuntary_switches": ivcsw,
         "cpu_us_per_call": cpu * 1e6 / (data.len() as f64).max(1.0),
@@ -373,7 +377,7 @@ fn syscalls(path: &Path, calls: usize) -> Option<Value> {
 /// sys need not add up to the median CPU), every sample kept under `samples`; calls over
 /// planned and the exit code are the worst of them.
 fn median_of(mut samples: Vec<Value>) -> Value {
-    const MEDIAN: [&str; 11] = [
+    const MEDIAN: [&str; 12] = [
         "wall_s",
         "cpu_user_s",
         "cpu_sys_s",
@@ -382,6 +386,7 @@ fn median_of(mut samples: Vec<Value>) -> Value {
         "cpu_s_per_million_rows",
         "peak_rss_mb",
         "sim_cpu_s",
+        "cpu_over_sim_cpu",
         "voluntary_switches",
         "involuntary_switches",
         "cpu_us_per_call",
