@@ -17,11 +17,17 @@ impl Labels {
             .unwrap_or("unknown")
     }
     pub fn str(&self, code: &str) -> &'static str {
+        self.entry(code.as_bytes())
+            .map(|(_, l)| l)
+            .unwrap_or("unknown")
+    }
+    /// The table's own code and its label for a string code given as bytes: the code is
+    /// then known to be text without a UTF-8 check of the bytes.
+    pub fn entry(&self, code: &[u8]) -> Option<(&'static str, &'static str)> {
         self.strs
             .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, l)| *l)
-            .unwrap_or("unknown")
+            .find(|(c, _)| c.as_bytes() == code)
+            .copied()
     }
 }
 

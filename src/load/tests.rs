@@ -25,22 +25,27 @@ fn w(a: &str, b: &str) -> Window {
     }
 }
 
+/// One day of article_total_detail as the simulator answers it (on 2026-03-02), decoded.
+fn detail_day(articles_per_day: u32, day: &str) -> RecordBatch {
+    let r = catalog::find("article_total_detail").unwrap();
+    let cfg = crate::sim::SimConfig {
+        articles_per_day,
+        ..Default::default()
+    };
+    let (today, d) = (parse("2026-03-02").unwrap(), parse(day).unwrap());
+    let body = crate::sim::respond(&cfg, today, r, "wx0123456789abcdef", d, d);
+    decode(r, body.to_string().as_bytes()).unwrap().batch
+}
+
 /// `sort` on rows in many orders (already sorted, reversed, shuffled, stretches of
 /// sorted rows shuffled as blocks) gives what the full sort gives, nested columns too.
 #[test]
 fn sort_merges_sorted_stretches_like_a_full_sort() {
     let r = catalog::find("article_total_detail").unwrap();
-    let cfg = crate::sim::SimConfig {
-        articles_per_day: 20,
-        ..Default::default()
-    };
-    let today = parse("2026-03-02").unwrap();
-    let mut parts = Vec::new();
-    for day in ["2026-02-01", "2026-02-02", "2026-02-20"] {
-        let d = parse(day).unwrap();
-        let body = crate::sim::respond(&cfg, today, r, "wx0123456789abcdef", d, d);
-        parts.push(decode(r, body.to_string().as_bytes()).unwrap().batch);
-    }
+    let parts: Vec<RecordBatch> = ["2026-02-01", "2026-02-02", "2026-02-20"]
+        .into_iter()
+        .map(|day| detail_day(20, day))
+        .collect();
     let all = concat_batches(&parts[0].schema(), &parts).unwrap();
     let key = |b: &RecordBatch| -> Vec<SortColumn> {
         r.key
@@ -560,21 +565,7 @@ async fn a_settlement_whose_date_moved_leaves_its_old_partition_even_one_also_wr
 /// leaves of list columns carry none.
 #[test]
 fn statistics_on_top_level_columns_only() {
-    let r = catalog::find("article_total_detail").unwrap();
-    let cfg = crate::sim::SimConfig {
-        articles_per_day: 3,
-        ..Default::default()
-    };
-    let d = parse("2026-02-01").unwrap();
-    let body = crate::sim::respond(
-        &cfg,
-        parse("2026-03-02").unwrap(),
-        r,
-        "wx0123456789abcdef",
-        d,
-        d,
-    );
-    let batch = decode(r, body.to_string().as_bytes()).unwrap().batch;
+    let batch = detail_day(3, "2026-02-01");
     let bytes = encode(&batch, Compression::Zstd).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
     let rg = reader.metadata().row_group(0);

@@ -519,6 +519,38 @@ impl<'de> Lex<'de> {
         Some(v)
     }
 
+    /// A number read as a float column reads it (see `sc_f64`); anything else is left
+    /// unread.
+    #[inline]
+    fn plain_f64(&mut self) -> Option<f64> {
+        if !matches!(self.peek()?, b'-' | b'0'..=b'9') {
+            return None;
+        }
+        let at = self.i;
+        let v = self.number().ok().and_then(|v| sc_f64(&v));
+        if v.is_none() {
+            self.i = at;
+        }
+        v
+    }
+
+    /// A string without escapes, as bytes (not checked for UTF-8); anything else is left
+    /// unread.
+    #[inline]
+    fn plain_text(&mut self) -> Option<&'de [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let at = self.i;
+        match self.raw_string() {
+            Ok((t, None)) => Some(t),
+            _ => {
+                self.i = at;
+                None
+            }
+        }
+    }
+
     /// A scalar; an array or object is not one.
     #[inline]
     fn scalar(&mut self) -> Result<Scalar<'de>, Bail> {
@@ -765,14 +797,12 @@ impl<'de> State<'de> {
                         return Ok(());
                     }
                 }
-                Builder::F64(b) if matches!(lx.peek(), Some(b'-' | b'0'..=b'9')) => {
-                    let v = match lx.number()? {
-                        Scalar::F64(f) => f,
-                        v => sc_f64(&v).ok_or(Bail)?,
-                    };
-                    b.append_value(v);
-                    *seen |= 1 << c;
-                    return Ok(());
+                Builder::F64(b) => {
+                    if let Some(v) = lx.plain_f64() {
+                        b.append_value(v);
+                        *seen |= 1 << c;
+                        return Ok(());
+                    }
                 }
                 _ => {}
             }
@@ -1080,30 +1110,45 @@ fn read_source<'de>(lx: &mut Lex<'de>) -> Result<(i64, Cow<'de, str>, &'static s
 }
 
 /// The usual element: `user_count` a plain integer and `scene_desc` a string without
-/// escapes, in either order (WeChat's examples put the count first, a serializer that sorts
-/// keys the other way), and nothing else; read without going through `Scalar`s (a 32-byte
-/// value moved through memory twice a field), and a known scene without a UTF-8 check: its
-/// bytes are the table's own. `None` for any other element (the caller reads it again the
-/// general way).
+/// escapes, and nothing else, read without going through `Scalar`s (a 32-byte value moved
+/// through memory twice a field); a known scene needs no UTF-8 check: its bytes are the
+/// table's own. `None` for any other element (the caller reads it again the general way).
 #[inline]
 fn plain_read_source<'de>(lx: &mut Lex<'de>) -> Option<(i64, &'de str, &'static str)> {
+    let (count, text) = plain_pair(
+        lx,
+        (b"user_count", Lex::plain_int),
+        (b"scene_desc", Lex::plain_text),
+    )?;
+    match SCENE_DESC.entry(text) {
+        Some((scene, label)) => Some((count, scene, label)),
+        None => {
+            let scene = std::str::from_utf8(text).ok()?;
+            Some((count, scene, SCENE_DESC.str(scene)))
+        }
+    }
+}
+
+/// An object of exactly two fields, in either order (WeChat's examples put `user_count`
+/// first, a serializer that sorts keys puts it last), each read by its reader; `None` for
+/// any other object, or a value its reader refuses.
+#[inline]
+fn plain_pair<'de, A, B>(
+    lx: &mut Lex<'de>,
+    (ka, mut ra): (&[u8], impl FnMut(&mut Lex<'de>) -> Option<A>),
+    (kb, mut rb): (&[u8], impl FnMut(&mut Lex<'de>) -> Option<B>),
+) -> Option<(A, B)> {
     lx.expect(b'{').ok()?;
     let mut first = true;
-    let (mut count, mut text) = (None, None);
+    let (mut a, mut b) = (None, None);
     for _ in 0..2 {
         if !lx.next_key(&mut first).ok()? {
             return None;
         }
-        if count.is_none() && lx.key_is(b"user_count").ok()? {
-            count = Some(lx.plain_int()?);
-        } else if text.is_none() && lx.key_is(b"scene_desc").ok()? {
-            if lx.peek()? != b'"' {
-                return None;
-            }
-            let (t, None) = lx.raw_string().ok()? else {
-                return None;
-            };
-            text = Some(t);
+        if a.is_none() && lx.key_is(ka).ok()? {
+            a = Some(ra(lx)?);
+        } else if b.is_none() && lx.key_is(kb).ok()? {
+            b = Some(rb(lx)?);
         } else {
             return None;
         }
@@ -1111,18 +1156,7 @@ fn plain_read_source<'de>(lx: &mut Lex<'de>) -> Option<(i64, &'de str, &'static 
     if lx.next_key(&mut first).ok()? {
         return None;
     }
-    let (count, text) = (count?, text?);
-    match SCENE_DESC
-        .strs
-        .iter()
-        .find(|(c, _)| same(c.as_bytes(), text))
-    {
-        Some((scene, label)) => Some((count, scene, label)),
-        None => {
-            let scene = std::str::from_utf8(text).ok()?;
-            Some((count, scene, SCENE_DESC.str(scene)))
-        }
-    }
+    Some((a?, b?))
 }
 
 /// One jump-position element: its position and rate.
@@ -1138,35 +1172,12 @@ fn jump(lx: &mut Lex<'_>) -> Result<(i32, f64), Bail> {
     Ok((pos, sc_f64(&v).ok_or(Bail)?))
 }
 
-/// The usual element: `position` a plain integer and `rate` a number, in either order,
-/// and nothing else; `None` for any other (see `plain_read_source`).
+/// The usual element: `position` a plain integer and `rate` a number, and nothing else;
+/// `None` for any other (see `plain_read_source`).
 #[inline]
 fn plain_jump(lx: &mut Lex<'_>) -> Option<(i32, f64)> {
-    lx.expect(b'{').ok()?;
-    let mut first = true;
-    let (mut pos, mut rate) = (None, None);
-    for _ in 0..2 {
-        if !lx.next_key(&mut first).ok()? {
-            return None;
-        }
-        if pos.is_none() && lx.key_is(b"position").ok()? {
-            pos = Some(i32::try_from(lx.plain_int()?).ok()?);
-        } else if rate.is_none() && lx.key_is(b"rate").ok()? {
-            if !matches!(lx.peek()?, b'-' | b'0'..=b'9') {
-                return None;
-            }
-            rate = Some(match lx.number().ok()? {
-                Scalar::F64(f) => f,
-                v => sc_f64(&v)?,
-            });
-        } else {
-            return None;
-        }
-    }
-    if lx.next_key(&mut first).ok()? {
-        return None;
-    }
-    Some((pos?, rate?))
+    let (pos, rate) = plain_pair(lx, (b"position", Lex::plain_int), (b"rate", Lex::plain_f64))?;
+    Some((i32::try_from(pos).ok()?, rate))
 }
 
 /// One element of a List<Struct> array: its two fields, both required.
