@@ -85,7 +85,9 @@ async fn recorded(store: &Store, report: &str) -> Result<(Option<String>, Tag), 
 }
 
 /// Refuses a layout that disagrees with what a table was written with; with `record`,
-/// writes the layout of tables that have none recorded yet.
+/// writes the layout of tables that have none recorded yet. Every table is checked before
+/// any is written (the first disagreement in the pipeline's order is the one refused), and
+/// the records are written side by side, so they share their syncs.
 pub async fn check(
     store: &Store,
     reports: &[&'static Report],
@@ -93,6 +95,7 @@ pub async fn check(
     record: bool,
 ) -> Result<(), LayoutError> {
     let wanted = name(partition);
+    let mut writes = Vec::new();
     for r in reports {
         let (found, tag) = recorded(store, r.id).await?;
         let mut rewrite = false;
@@ -112,28 +115,35 @@ pub async fn check(
             }
         }
         if record && (tag == Tag::default() || rewrite) {
-            let body = serde_json::to_vec_pretty(&Record {
-                version: 1,
-                report: r.id.to_string(),
-                partition: wanted.to_string(),
-            })
-            .unwrap_or_default();
-            match store.write(&rel(r.id), body.into(), &tag).await {
-                Ok(()) => {}
-                // Another run recorded it first: it must agree with us.
-                Err(StoreError::Conflict { .. }) => {
-                    if let (Some(rec), _) = recorded(store, r.id).await? {
-                        if rec != wanted {
-                            return Err(LayoutError::Mismatch {
-                                table: store.describe(r.id),
-                                recorded: rec,
-                                wanted,
-                            });
-                        }
+            writes.push((r.id, tag));
+        }
+    }
+    let written = futures::future::join_all(writes.iter().map(|(id, tag)| {
+        let body = serde_json::to_vec_pretty(&Record {
+            version: 1,
+            report: id.to_string(),
+            partition: wanted.to_string(),
+        })
+        .unwrap_or_default();
+        async move { store.write(&rel(id), body.into(), tag).await }
+    }))
+    .await;
+    for ((id, _), result) in writes.iter().zip(written) {
+        match result {
+            Ok(()) => {}
+            // Another run recorded it first: it must agree with us.
+            Err(StoreError::Conflict { .. }) => {
+                if let (Some(rec), _) = recorded(store, id).await? {
+                    if rec != wanted {
+                        return Err(LayoutError::Mismatch {
+                            table: store.describe(id),
+                            recorded: rec,
+                            wanted,
+                        });
                     }
                 }
-                Err(e) => return Err(e.into()),
             }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -179,12 +179,24 @@ impl H1 {
             }
             // A peek asks the socket itself (tokio's try_read answers from readiness it
             // may not have polled yet). Open and quiet: WouldBlock. Closed (0) or talking
-            // out of turn: dropped.
+            // out of turn: dropped. Through `try_io` where tokio holds the socket readable
+            // (the last answer's read left it so): its WouldBlock clears that, and the
+            // answer's first read then waits for the poller instead of failing a recv.
             let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-            if let Err(e) = socket2::SockRef::from(&c.stream).peek(&mut probe) {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    return Some(c);
-                }
+            let mut peeked = false;
+            let quiet = |r: std::io::Result<usize>| {
+                r.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+            };
+            let r = c.stream.try_io(tokio::io::Interest::READABLE, || {
+                peeked = true;
+                socket2::SockRef::from(&c.stream).peek(&mut probe)
+            });
+            let open = match peeked {
+                true => quiet(r),
+                false => quiet(socket2::SockRef::from(&c.stream).peek(&mut probe)),
+            };
+            if open {
+                return Some(c);
             }
         }
         None

@@ -31,8 +31,9 @@ pub enum Durable {
     /// By the next sync of any write. For a table's file, which only a later write under
     /// `_wxcube/` records (state, change record, run report): that write's first sync, of
     /// its own bytes, starts after this rename, so no record can be durable while the
-    /// rename it records is not. Per-file fsync has no such reach: there the folder is
-    /// synced at once.
+    /// rename it records is not. Also for the records `store` names deferrable (layouts,
+    /// states), which a later sync covers or a crash may lose at no cost. Per-file fsync has
+    /// no such reach: there the folder is synced at once.
     ByNextSync,
 }
 
