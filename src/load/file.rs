@@ -474,60 +474,6 @@ pub async fn read_table(
 mod tests {
     use super::*;
 
-    /// vendor/zstd-sys hands a thread's last freed context to its next create: a context
-    /// taken back must compress and decompress as a new one does, whatever was set on it.
-    #[test]
-    fn a_reused_zstd_context_works_as_a_new_one() {
-        use zstd::zstd_safe::{CParameter, DParameter};
-        let data: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| {
-                format!("{} {} ", i % 977, i.wrapping_mul(2_654_435_761) % 13).into_bytes()
-            })
-            .collect();
-        let fresh = |level: i32| {
-            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-            // ZSTD_compress: a context on its stack, never a reused one.
-            zstd::zstd_safe::compress(&mut out, &data, level).expect("compress");
-            out
-        };
-        let (want1, want19) = (fresh(1), fresh(19));
-        // Several at once, as a row group's column writers hold them: more than a thread
-        // keeps (32), so some are new and some taken back.
-        for round in 0..3 {
-            let used: Vec<_> = (0..40)
-                .map(|_| {
-                    // Left with settings a new context does not have, then freed.
-                    let mut c = zstd::bulk::Compressor::new(19).expect("compressor");
-                    c.set_parameter(CParameter::ChecksumFlag(true))
-                        .expect("checksum");
-                    c.set_parameter(CParameter::WindowLog(10)).expect("window");
-                    let _ = c.compress(&data[..4096]).expect("compress");
-                    let mut d = zstd::bulk::Decompressor::new().expect("decompressor");
-                    d.set_parameter(DParameter::WindowLogMax(10))
-                        .expect("window max");
-                    (c, d)
-                })
-                .collect();
-            drop(used);
-            let mut again: Vec<_> = (0..40)
-                .map(|_| {
-                    let c = zstd::bulk::Compressor::new(1).expect("compressor");
-                    (c, zstd::bulk::Decompressor::new().expect("decompressor"))
-                })
-                .collect();
-            for (i, (c, d)) in again.iter_mut().enumerate() {
-                let out = c.compress(&data).expect("compress");
-                assert!(
-                    out == want1,
-                    "round {round}, context {i}: the bytes a new one writes"
-                );
-                // A window past 2^10: refused if the old limit had stayed.
-                let back = d.decompress(&want19, data.len()).expect("decompress");
-                assert!(back == data, "round {round}, context {i}: read as written");
-            }
-        }
-    }
-
     /// The cached properties write the very file `ArrowWriter` writes with its own.
     #[test]
     fn a_table_writer_writes_what_arrow_writer_writes() {

@@ -94,46 +94,8 @@ struct ZSTD_CDict_s {
                                            */
 };  /* typedef'd to ZSTD_CDict within "zstd.h" */
 
-/* wxcube patch: each thread keeps up to ZSTD_WX_SPARES compression contexts it freed,
- * and its next ZSTD_createCCtx() calls take them back, reset as ZSTD_CCtx_reset(session
- * and parameters) leaves them: a Parquet row group makes one per column and drops them
- * all at its end, and a new one allocates, faults in and clears its tables again. A
- * thread that ends frees what it keeps. See vendor/zstd-sys/WXCUBE.md. */
-#if defined(__GNUC__) || defined(__clang__)
-#  define ZSTD_WX_SPARE 1
-#  define ZSTD_WX_SPARES 32
-#  include <pthread.h>
-typedef struct { int n; ZSTD_CCtx* kept[ZSTD_WX_SPARES]; } ZSTD_wx_cctxSpares;
-static __thread ZSTD_wx_cctxSpares ZSTD_wx_cctxKept;
-static pthread_key_t ZSTD_wx_cctxKey;
-static pthread_once_t ZSTD_wx_cctxOnce = PTHREAD_ONCE_INIT;
-static int ZSTD_wx_cctxKeyMade = 0;
-static size_t ZSTD_wx_freeCCtx(ZSTD_CCtx* cctx);
-/* At thread exit (the key's value is set once the thread keeps one). */
-static void ZSTD_wx_dropCCtxSpares(void* spares)
-{
-    ZSTD_wx_cctxSpares* const s = (ZSTD_wx_cctxSpares*)spares;
-    while (s->n > 0) (void)ZSTD_wx_freeCCtx(s->kept[--s->n]);
-}
-static void ZSTD_wx_makeCCtxKey(void)
-{
-    ZSTD_wx_cctxKeyMade = pthread_key_create(&ZSTD_wx_cctxKey, ZSTD_wx_dropCCtxSpares) == 0;
-}
-static int ZSTD_wx_cctxKeyReady(void)
-{
-    return pthread_once(&ZSTD_wx_cctxOnce, ZSTD_wx_makeCCtxKey) == 0 && ZSTD_wx_cctxKeyMade;
-}
-#endif
-
 ZSTD_CCtx* ZSTD_createCCtx(void)
 {
-#ifdef ZSTD_WX_SPARE
-    while (ZSTD_wx_cctxKept.n > 0) {
-        ZSTD_CCtx* const spare = ZSTD_wx_cctxKept.kept[--ZSTD_wx_cctxKept.n];
-        if (!ZSTD_isError(ZSTD_CCtx_reset(spare, ZSTD_reset_session_and_parameters))) return spare;
-        (void)ZSTD_wx_freeCCtx(spare);
-    }
-#endif
     return ZSTD_createCCtx_advanced(ZSTD_defaultCMem);
 }
 
@@ -218,28 +180,6 @@ static void ZSTD_freeCCtxContent(ZSTD_CCtx* cctx)
 
 size_t ZSTD_freeCCtx(ZSTD_CCtx* cctx)
 {
-#ifdef ZSTD_WX_SPARE
-    /* Kept only if made as ZSTD_createCCtx() makes them: default allocator, not static,
-     * its own allocation, no worker pool. */
-    if (cctx != NULL && !cctx->staticSize
-        && cctx->customMem.customAlloc == NULL && cctx->customMem.customFree == NULL
-        && !ZSTD_cwksp_owns_buffer(&cctx->workspace, cctx)
-#ifdef ZSTD_MULTITHREAD
-        && cctx->mtctx == NULL
-#endif
-        && ZSTD_wx_cctxKept.n < ZSTD_WX_SPARES && ZSTD_wx_cctxKeyReady()
-        && (pthread_getspecific(ZSTD_wx_cctxKey) != NULL
-            || pthread_setspecific(ZSTD_wx_cctxKey, &ZSTD_wx_cctxKept) == 0)) {
-        ZSTD_clearAllDicts(cctx);
-        ZSTD_wx_cctxKept.kept[ZSTD_wx_cctxKept.n++] = cctx;
-        return 0;
-    }
-    return ZSTD_wx_freeCCtx(cctx);
-}
-
-static size_t ZSTD_wx_freeCCtx(ZSTD_CCtx* cctx)
-{
-#endif
     DEBUGLOG(3, "ZSTD_freeCCtx (address: %p)", (void*)cctx);
     if (cctx==NULL) return 0;   /* support free on NULL */
     RETURN_ERROR_IF(cctx->staticSize, memory_allocation,

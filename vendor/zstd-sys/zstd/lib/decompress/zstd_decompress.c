@@ -307,45 +307,9 @@ ZSTD_DCtx* ZSTD_createDCtx_advanced(ZSTD_customMem customMem)
     return ZSTD_createDCtx_internal(customMem);
 }
 
-/* wxcube patch: as for compression contexts (zstd_compress.c), each thread keeps up to
- * ZSTD_WX_SPARES decompression contexts it freed for its next ZSTD_createDCtx() calls:
- * the Parquet writer makes one per column chunk beside its compressor and never uses
- * it. */
-#if defined(__GNUC__) || defined(__clang__)
-#  define ZSTD_WX_SPARE 1
-#  define ZSTD_WX_SPARES 32
-#  include <pthread.h>
-typedef struct { int n; ZSTD_DCtx* kept[ZSTD_WX_SPARES]; } ZSTD_wx_dctxSpares;
-static __thread ZSTD_wx_dctxSpares ZSTD_wx_dctxKept;
-static pthread_key_t ZSTD_wx_dctxKey;
-static pthread_once_t ZSTD_wx_dctxOnce = PTHREAD_ONCE_INIT;
-static int ZSTD_wx_dctxKeyMade = 0;
-static size_t ZSTD_wx_freeDCtx(ZSTD_DCtx* dctx);
-static void ZSTD_wx_dropDCtxSpares(void* spares)
-{
-    ZSTD_wx_dctxSpares* const s = (ZSTD_wx_dctxSpares*)spares;
-    while (s->n > 0) (void)ZSTD_wx_freeDCtx(s->kept[--s->n]);
-}
-static void ZSTD_wx_makeDCtxKey(void)
-{
-    ZSTD_wx_dctxKeyMade = pthread_key_create(&ZSTD_wx_dctxKey, ZSTD_wx_dropDCtxSpares) == 0;
-}
-static int ZSTD_wx_dctxKeyReady(void)
-{
-    return pthread_once(&ZSTD_wx_dctxOnce, ZSTD_wx_makeDCtxKey) == 0 && ZSTD_wx_dctxKeyMade;
-}
-#endif
-
 ZSTD_DCtx* ZSTD_createDCtx(void)
 {
     DEBUGLOG(3, "ZSTD_createDCtx");
-#ifdef ZSTD_WX_SPARE
-    while (ZSTD_wx_dctxKept.n > 0) {
-        ZSTD_DCtx* const spare = ZSTD_wx_dctxKept.kept[--ZSTD_wx_dctxKept.n];
-        if (!ZSTD_isError(ZSTD_DCtx_reset(spare, ZSTD_reset_session_and_parameters))) return spare;
-        (void)ZSTD_wx_freeDCtx(spare);
-    }
-#endif
     return ZSTD_createDCtx_internal(ZSTD_defaultCMem);
 }
 
@@ -359,30 +323,6 @@ static void ZSTD_clearDict(ZSTD_DCtx* dctx)
 
 size_t ZSTD_freeDCtx(ZSTD_DCtx* dctx)
 {
-#ifdef ZSTD_WX_SPARE
-    /* Kept only if made as ZSTD_createDCtx() makes them: default allocator, not static. */
-    if (dctx != NULL && !dctx->staticSize
-        && dctx->customMem.customAlloc == NULL && dctx->customMem.customFree == NULL
-#if defined(ZSTD_LEGACY_SUPPORT) && (ZSTD_LEGACY_SUPPORT >= 1)
-        && dctx->legacyContext == NULL
-#endif
-        && ZSTD_wx_dctxKept.n < ZSTD_WX_SPARES && ZSTD_wx_dctxKeyReady()
-        && (pthread_getspecific(ZSTD_wx_dctxKey) != NULL
-            || pthread_setspecific(ZSTD_wx_dctxKey, &ZSTD_wx_dctxKept) == 0)) {
-        ZSTD_clearDict(dctx);
-        if (dctx->ddictSet) {
-            ZSTD_freeDDictHashSet(dctx->ddictSet, dctx->customMem);
-            dctx->ddictSet = NULL;
-        }
-        ZSTD_wx_dctxKept.kept[ZSTD_wx_dctxKept.n++] = dctx;
-        return 0;
-    }
-    return ZSTD_wx_freeDCtx(dctx);
-}
-
-static size_t ZSTD_wx_freeDCtx(ZSTD_DCtx* dctx)
-{
-#endif
     if (dctx==NULL) return 0;   /* support free on NULL */
     RETURN_ERROR_IF(dctx->staticSize, memory_allocation, "not compatible with static DCtx");
     {   ZSTD_customMem const cMem = dctx->customMem;
