@@ -125,6 +125,8 @@ pub(crate) struct LoadReport {
 const COMMITS_IN_FLIGHT: usize = 4;
 /// The longest a task's committed windows wait for their state write (see `Loader::record`).
 const STATE_EVERY: Elapsed = Elapsed::from_secs(2);
+/// A task of at most this many partitions is short (see `Loader::record`).
+const SHORT_TASK_PARTS: usize = 4;
 
 pub(crate) struct Loader {
     cx: LoadContext,
@@ -168,9 +170,12 @@ struct Tracker {
     state_busy: bool,
     /// Commits of the task in flight.
     commits_running: usize,
-    /// When its last state write started (none yet: the first commit is recorded at once,
-    /// so a run cut short early still leaves what it committed in state).
+    /// When its last state write started.
     state_written: Option<Instant>,
+    /// At most SHORT_TASK_PARTS partitions planned.
+    short: bool,
+    /// When its first commit was recorded as due (short tasks).
+    first_due: Option<Instant>,
     /// A timer job is due to write the state held back by STATE_EVERY.
     flush_armed: bool,
     /// Calls already counted against the daily budget by the state writes: the last write
@@ -209,6 +214,8 @@ impl Loader {
                 state_busy: false,
                 commits_running: 0,
                 state_written: None,
+                short: false,
+                first_due: None,
                 flush_armed: false,
                 calls_recorded: 0,
                 stop: None,
@@ -227,6 +234,7 @@ impl Loader {
                 }
                 tr.open.insert(*w, (parts.len(), BTreeSet::new()));
             }
+            tr.short = tr.pending.len() <= SHORT_TASK_PARTS;
             // What the account's tasks may commit: listed in its change record up front.
             if report.replace() == Replace::ByDate {
                 cx.log
@@ -517,14 +525,23 @@ impl Loader {
     /// unless one is in flight (it is started again when that one ends). State is written
     /// once a task has nothing more to commit (or at the `last` job), or every STATE_EVERY
     /// while it does (a timer job wakes the loader for a task with nothing else coming): a
-    /// crash refetches at most that much (a refetch replaces, never duplicates).
+    /// crash refetches at most that much (a refetch replaces, never duplicates). A long
+    /// task (a backfill) also records its first commit at once, so a failure early in it
+    /// (a store that goes away, whose later writes all fail) keeps what it committed; a
+    /// short one (a daily run's: workload R's 63 tasks of 1-4 partitions) waits for its
+    /// end or STATE_EVERY from its first commit, one state write instead of two.
     fn record(&mut self, task: usize, last: bool) {
         let tr = &mut self.tasks[task];
         let idle = tr.pending.is_empty() && tr.commits_running == 0;
         if tr.state_busy || tr.to_record.is_empty() {
             return;
         }
-        if let Some(at) = tr.state_written.map(|t| t + STATE_EVERY) {
+        let hold = match tr.state_written {
+            Some(t) => Some(t + STATE_EVERY),
+            None if tr.short => Some(*tr.first_due.get_or_insert_with(Instant::now) + STATE_EVERY),
+            None => None,
+        };
+        if let Some(at) = hold {
             if !(last || idle || Instant::now() >= at) {
                 if !tr.flush_armed {
                     tr.flush_armed = true;
@@ -879,6 +896,9 @@ async fn write_state(
         |e, attempt| tracing::warn!(account = %account, report, attempt, error = %e, "state write failed, retrying"),
     )
     .await;
+    if result.is_ok() {
+        tracing::debug!(account = %account, report, windows = done.windows.len(), "state recorded");
+    }
     Done::State {
         task,
         calls: done.calls,

@@ -439,3 +439,55 @@ fn a_reload_cut_short_by_the_budget_resumes_on_the_next_run() {
     );
     assert_tables(&root, &reports, "2025-11-10", "after the resumed reload");
 }
+
+/// How often a task's state is written: a short task (a daily run's, a few partitions) once,
+/// when it ends; a long one (a backfill) at its first commit too, so a failure early in it
+/// keeps what it committed. Either way state then records every window loaded.
+#[test]
+fn a_short_task_records_its_state_once_a_long_one_at_its_first_commit_too() {
+    for (dates, short) in [("  days_back: 40", true), ("  start: 2025-03-01", false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = pipe("{ seed: 3 }", &["user_summary"], dates, "month");
+        let p = write(dir.path(), "p.yaml", &yaml);
+        let ps = p.to_str().expect("utf8");
+        let args = [
+            "run",
+            ps,
+            "--today",
+            TODAY,
+            "--progress",
+            "never",
+            "--log-format",
+            "json",
+        ];
+        let o = wxcube_env(&args, dir.path(), &[("WXCUBE_LOG", "wxcube=debug")]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let log = stderr(&o);
+        for a in &ACCOUNTS {
+            let writes = log
+                .lines()
+                .filter(|l| l.contains("state recorded") && l.contains(a.name))
+                .count();
+            match short {
+                true => assert_eq!(
+                    writes, 1,
+                    "{dates}: {} wrote its state {writes} times",
+                    a.name
+                ),
+                false => assert!(
+                    writes >= 2,
+                    "{dates}: {} wrote its state {writes} times",
+                    a.name
+                ),
+            }
+        }
+        let plan = plan_json(dir.path(), &yaml);
+        let left: usize = plan["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["windows"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(left, 0, "{dates}: state records every window loaded");
+    }
+}
