@@ -284,9 +284,23 @@ pub async fn run(p: &Pipeline, clock: Clock, opts: &Options) -> Result<RunReport
         .collect();
     let holder = lease::Holder::this_process(&run_id);
     let mut leases = Leases::acquire(Arc::clone(&store), &names, holder, opts.lease).await?;
-    let result = run_leased(p, clock, opts, (started, run_id), store, &leases).await;
+    let result = run_leased(
+        p,
+        clock,
+        opts,
+        (started, run_id),
+        Arc::clone(&store),
+        &leases,
+    )
+    .await;
     leases.release_all().await;
-    result
+    // Layout and state records are renamed without a sync of their own: a run that ended
+    // early, or whose last write failed, may have left one to a sync nothing else will run.
+    let settled = store.settle().await;
+    match (result, settled) {
+        (Ok(_), Err(e)) => Err(e.into()),
+        (result, _) => result,
+    }
 }
 
 async fn run_leased(

@@ -364,6 +364,20 @@ impl Store {
         self.put(rel, bytes, None).await.map(|_| ())
     }
 
+    /// Makes every rename still left to the next sync durable (local stores; see
+    /// `deferrable`): the end of a run, whichever of its writes came last or failed.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Local { root, sync, .. } => {
+                let (root, sync) = (root.clone(), sync.clone());
+                tokio::task::spawn_blocking(move || sync.settle().map_err(io("fsync", &root)))
+                    .await
+                    .map_err(joined("fsync", ""))?
+            }
+            Store::Remote { .. } => Ok(()),
+        }
+    }
+
     async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<Tag, StoreError> {
         match self {
             Store::Local { root, locks, sync } => {
