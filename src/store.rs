@@ -647,8 +647,9 @@ fn current_version(path: &FsPath) -> Result<Version, StoreError> {
 /// synced before its rename, which makes the record durable first. A state record: its own
 /// bytes are synced after the renames it records, and if a crash loses its rename the
 /// windows it adds are fetched again (a refetch replaces, never duplicates); a run's last
-/// writes (its report, its leases released) are synced at once and so cover it. Workload
-/// R wrote 21 layouts and 126 states a run, a sync each for the rename alone.
+/// writes (its report, its leases released) are synced at once and so cover it, and a run
+/// ends with [`Store::settle`] for whatever is still left. Workload R wrote 21 layouts and
+/// 126 states a run, a sync each for the rename alone.
 fn deferrable(rel: &str) -> bool {
     rel.starts_with("_wxcube/state/") || rel.starts_with("_wxcube/layout/")
 }
