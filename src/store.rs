@@ -370,9 +370,10 @@ impl Store {
         match self {
             Store::Local { root, sync, .. } => {
                 let (root, sync) = (root.clone(), sync.clone());
+                let at = root.display().to_string();
                 tokio::task::spawn_blocking(move || sync.settle().map_err(io("fsync", &root)))
                     .await
-                    .map_err(joined("fsync", ""))?
+                    .map_err(joined("fsync", &at))?
             }
             Store::Remote { .. } => Ok(()),
         }

@@ -184,18 +184,14 @@ impl H1 {
             // answer's first read then waits for the poller instead of failing a recv.
             let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
             let mut peeked = false;
-            let quiet = |r: std::io::Result<usize>| {
-                r.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
-            };
-            let r = c.stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut r = c.stream.try_io(tokio::io::Interest::READABLE, || {
                 peeked = true;
                 socket2::SockRef::from(&c.stream).peek(&mut probe)
             });
-            let open = match peeked {
-                true => quiet(r),
-                false => quiet(socket2::SockRef::from(&c.stream).peek(&mut probe)),
-            };
-            if open {
+            if !peeked {
+                r = socket2::SockRef::from(&c.stream).peek(&mut probe);
+            }
+            if r.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
                 return Some(c);
             }
         }

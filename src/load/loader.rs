@@ -170,12 +170,11 @@ struct Tracker {
     state_busy: bool,
     /// Commits of the task in flight.
     commits_running: usize,
-    /// When its last state write started.
-    state_written: Option<Instant>,
+    /// What its held state's STATE_EVERY counts from: its last state write's start, or
+    /// for a short task before any, its first commit's.
+    held_since: Option<Instant>,
     /// At most SHORT_TASK_PARTS partitions planned.
     short: bool,
-    /// When its first commit was recorded as due (short tasks).
-    first_due: Option<Instant>,
     /// A timer job is due to write the state held back by STATE_EVERY.
     flush_armed: bool,
     /// Calls already counted against the daily budget by the state writes: the last write
@@ -213,9 +212,8 @@ impl Loader {
                 present,
                 state_busy: false,
                 commits_running: 0,
-                state_written: None,
+                held_since: None,
                 short: false,
-                first_due: None,
                 flush_armed: false,
                 calls_recorded: 0,
                 stop: None,
@@ -536,12 +534,10 @@ impl Loader {
         if tr.state_busy || tr.to_record.is_empty() {
             return;
         }
-        let hold = match tr.state_written {
-            Some(t) => Some(t + STATE_EVERY),
-            None if tr.short => Some(*tr.first_due.get_or_insert_with(Instant::now) + STATE_EVERY),
-            None => None,
-        };
-        if let Some(at) = hold {
+        if tr.short && tr.held_since.is_none() {
+            tr.held_since = Some(Instant::now());
+        }
+        if let Some(at) = tr.held_since.map(|t| t + STATE_EVERY) {
             if !(last || idle || Instant::now() >= at) {
                 if !tr.flush_armed {
                     tr.flush_armed = true;
@@ -554,7 +550,7 @@ impl Loader {
                 return;
             }
         }
-        tr.state_written = Some(Instant::now());
+        tr.held_since = Some(Instant::now());
         tr.state_busy = true;
         let calls = tr.rep.calls - tr.calls_recorded;
         tr.calls_recorded += calls;
