@@ -315,6 +315,46 @@ fn a_streamed_partition_spans_row_groups_and_sorts_every_row() {
     assert!(s.push(one(3)).is_err());
 }
 
+/// Decoded windows hold room beyond their rows (builders are sized from the body's length,
+/// here padded as long key names would): row groups are counted by the rows' own bytes.
+#[test]
+fn a_streamed_partition_fills_its_row_groups_with_rows_not_spare_room() {
+    let r = catalog::find("upstream_msg").unwrap();
+    let mut stream = PartStream::new(r, Compression::Zstd).unwrap();
+    let pad = " ".repeat(200);
+    let mut windows = Vec::new();
+    for day in 1..=28u32 {
+        let items: Vec<String> = (0..2000u32)
+            .map(|t| format!(r#"{{"ref_date":"2025-02-{day:02}","msg_type":{t},"msg_user":{t},"msg_count":{day}}}{pad}"#))
+            .collect();
+        let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+        let batch = decode(r, body.as_bytes()).unwrap().batch;
+        windows.push(batch.clone());
+        stream.push(batch).unwrap();
+    }
+    let held: usize = windows.iter().map(|b| b.get_array_memory_size()).sum();
+    let rows = arrow::compute::concat_batches(&windows[0].schema(), &windows)
+        .unwrap()
+        .get_array_memory_size();
+    assert!(
+        held > 3 * rows,
+        "the windows hold room: {held} bytes for {rows} of rows"
+    );
+    let Fresh::File { bytes, rows: n, .. } = stream.finish().unwrap() else {
+        panic!("a stream finishes as a file");
+    };
+    assert_eq!(n, 28 * 2000);
+    let groups = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .metadata()
+        .num_row_groups();
+    let most = rows.div_ceil(crate::load::ROW_GROUP_BYTES / 2);
+    assert!(
+        (2..=most).contains(&groups),
+        "{groups} row groups for {rows} bytes of rows (at most {most})"
+    );
+}
+
 /// A partition nobody can read is moved aside, never deleted, by both the merge and the
 /// key replacement; its dates (settlements: a month earlier too) are reopened.
 #[tokio::test]
