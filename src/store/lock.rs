@@ -69,6 +69,27 @@ impl Locks {
         })?
     }
 
+    /// Locks `commit.lock` at `path` if no writer of this process or another holds it;
+    /// `None` if one does (wait with `commit` on a blocking thread).
+    pub(super) fn try_commit(&self, path: &Path) -> Result<Option<CommitGuard<'_>>, StoreError> {
+        let mut held = match self.commit.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        if held.is_none() {
+            *held = Some(open(path)?);
+        }
+        if let Some(f) = held.as_ref() {
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", path)(e)),
+            }
+        }
+        Ok(Some(CommitGuard(held)))
+    }
+
     /// Locks `commit.lock` at `path` (blocking: call from a blocking thread).
     pub(super) fn commit(&self, path: &Path) -> Result<CommitGuard<'_>, StoreError> {
         let mut held = self.commit.lock().unwrap_or_else(|p| p.into_inner());

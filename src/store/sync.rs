@@ -21,7 +21,9 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use tokio::sync::Notify;
 
 /// When a rename must be durable.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -48,7 +50,9 @@ pub struct Syncer {
     fs: OnceLock<Option<(File, u64)>>,
     sync: SyncFn,
     gens: Mutex<Gens>,
+    /// Wakes blocking waiters and `wait_async`'s, whoever ran the sync.
     finished: Condvar,
+    synced: Notify,
 }
 
 #[derive(Default)]
@@ -90,6 +94,7 @@ impl Syncer {
             sync,
             gens: Mutex::default(),
             finished: Condvar::new(),
+            synced: Notify::new(),
         }
     }
 
@@ -133,6 +138,65 @@ impl Syncer {
             Some((root, _)) => self.wait_for(root, |g| g.deferred),
             None => Ok(()),
         }
+    }
+
+    /// Whether a file on `dev` is made durable by the shared `syncfs` (and so by
+    /// [`Syncer::wait_async`]); false until the root folder exists.
+    pub fn shares(&self, dev: u64) -> bool {
+        self.shared(dev).is_some()
+    }
+
+    /// Whether `syncfs` serves the root folder: local writes may then run on the runtime's
+    /// thread, waiting for their syncs with [`Syncer::wait_async`].
+    pub fn served(&self) -> bool {
+        self.root().is_some()
+    }
+
+    /// [`Syncer::file`] and [`Durable::Now`] for a file or folder on a device that
+    /// [`Syncer::shares`]: waits for a sync that starts after this call without holding a
+    /// thread. Only the sync itself runs on a blocking thread, one for every write waiting
+    /// then (workload R: a thread hand-off per sync instead of one per write, and no
+    /// blocking thread parked per waiting write).
+    pub async fn wait_async(self: &Arc<Self>) -> std::io::Result<()> {
+        let need = self.gens.lock().unwrap_or_else(|p| p.into_inner()).started + 1;
+        loop {
+            let notified = {
+                let mut g = self.gens.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((kind, msg)) = &g.failed {
+                    return Err(std::io::Error::new(*kind, format!("syncfs: {msg}")));
+                }
+                if g.finished >= need {
+                    return Ok(());
+                }
+                if !g.running {
+                    g.running = true;
+                    g.started += 1;
+                    let (gen, me) = (g.started, Arc::clone(self));
+                    tokio::task::spawn_blocking(move || {
+                        let result = match me.root() {
+                            Some((fs, _)) => (me.sync)(fs),
+                            None => Err(std::io::Error::other("the store's folder is gone")),
+                        };
+                        me.ended(gen, result);
+                    });
+                }
+                // Made under the lock the sync's end takes: its wake-up cannot be missed.
+                self.synced.notified()
+            };
+            notified.await;
+        }
+    }
+
+    /// Records the end of sync `gen` and wakes every waiter.
+    fn ended(&self, gen: u64, result: std::io::Result<()>) {
+        let mut g = self.gens.lock().unwrap_or_else(|p| p.into_inner());
+        g.running = false;
+        g.finished = gen;
+        if let Err(e) = result {
+            g.failed.get_or_insert((e.kind(), e.to_string()));
+        }
+        self.finished.notify_all();
+        self.synced.notify_waiters();
     }
 
     /// The root folder to `syncfs`, if that makes a file on `dev` durable.
@@ -194,13 +258,8 @@ impl Syncer {
             let gen = g.started;
             drop(g);
             let result = (self.sync)(fs);
+            self.ended(gen, result);
             g = self.gens.lock().unwrap_or_else(|p| p.into_inner());
-            g.running = false;
-            g.finished = gen;
-            if let Err(e) = result {
-                g.failed.get_or_insert((e.kind(), e.to_string()));
-            }
-            self.finished.notify_all();
         }
     }
 }
@@ -359,6 +418,52 @@ mod tests {
         syncs_since(4, "settle syncs what was deferred");
         s.settle().expect("settled");
         syncs_since(4, "nothing deferred: settle syncs nothing");
+    }
+
+    static ASYNC_SYNCS: AtomicU64 = AtomicU64::new(0);
+
+    fn counted_async(_: &File) -> std::io::Result<()> {
+        ASYNC_SYNCS.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_waiters_share_syncs_with_blocking_ones_and_see_failures() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = File::open(dir.path()).expect("open");
+        let s = Arc::new(Syncer::with(dir.path().into(), counted_async));
+        if !s.served() {
+            eprintln!("syncfs does not serve {}: skipped", dir.path().display());
+            return;
+        }
+        // 16 async writers and a blocking one: the first sync runs on a blocking thread, the
+        // rest share the next (one sync each would be 17).
+        let blocking = std::thread::spawn({
+            let (s, fs) = (s.clone(), fs.try_clone().expect("dup"));
+            move || s.wait(&fs)
+        });
+        let waits = (0..16).map(|_| s.wait_async());
+        for r in futures::future::join_all(waits).await {
+            r.expect("synced");
+        }
+        blocking.join().expect("writer").expect("synced");
+        let runs = ASYNC_SYNCS.load(Ordering::SeqCst);
+        assert!((1..=4).contains(&runs), "17 writers took {runs} syncs");
+        // A wait that starts after a sync finished needs a sync of its own.
+        s.wait_async().await.expect("synced");
+        assert_eq!(ASYNC_SYNCS.load(Ordering::SeqCst), runs + 1);
+
+        let f = Arc::new(Syncer::with(dir.path().into(), |_| {
+            Err(std::io::Error::other("writeback failed"))
+        }));
+        let e = f
+            .wait_async()
+            .await
+            .expect_err("the failed sync is reported");
+        assert!(e.to_string().contains("writeback failed"), "{e}");
+        let e = f.wait(&fs).expect_err("a blocking wait sees it too");
+        assert!(e.to_string().contains("writeback failed"), "{e}");
     }
 
     #[test]
