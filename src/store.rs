@@ -21,7 +21,8 @@
 //!   so a write is temp file in the same folder → fsync → rename → fsync of the folder, where
 //!   both syncs are a `syncfs` shared by every write waiting for one on filesystems known to
 //!   honour it, and a table file's rename waits for the next sync of a `_wxcube/` record
-//!   (`store/sync.rs`). The
+//!   (`store/sync.rs`). Where `syncfs` serves, a write runs on the runtime's thread and
+//!   awaits its syncs; elsewhere it runs on a blocking thread. The
 //!   version check and the rename happen under one short lock for the whole store
 //!   (`commit.lock`, held for a stat and a rename: one lock file per object cost an inode
 //!   per partition, which ext4 without a journal allocates slowly); the
@@ -299,8 +300,8 @@ impl Store {
             // On a local filesystem, on the runtime's thread: reading a state file or a
             // partition of a few MB costs less than handing it to a blocking thread and
             // waking back (R: ~550 hand-offs a run, −3 % CPU). Larger files, and any file on
-            // NFS, FUSE and the like, are read on a blocking thread; writes always are
-            // (they wait for syncs). The yield keeps a loop of reads from starving the
+            // NFS, FUSE and the like, are read on a blocking thread (writes too, see
+            // `write_inline`). The yield keeps a loop of reads from starving the
             // futures it is joined with.
             Store::Local { root, sync, .. } => {
                 let path = root.join(rel);
@@ -309,7 +310,7 @@ impl Store {
                         .await
                         .map_err(joined("read", rel))?;
                 }
-                let read = match read_local(&path, INLINE_READ_MAX)? {
+                let read = match read_local(&path, INLINE_MAX)? {
                     Opened::Done(r) => r,
                     Opened::Large(f, meta) => {
                         tokio::task::spawn_blocking(move || read_rest(f, &meta, &path))
@@ -382,7 +383,7 @@ impl Store {
     async fn put(&self, rel: &str, bytes: Bytes, tag: Option<&Tag>) -> Result<Tag, StoreError> {
         match self {
             Store::Local { root, locks, sync } => {
-                if sync.served() {
+                if sync.served() && bytes.len() as u64 <= INLINE_MAX {
                     return write_inline(root, locks, sync, rel, &bytes, tag.cloned()).await;
                 }
                 let (root, rel_s, want) = (root.clone(), rel.to_string(), tag.cloned());
@@ -594,8 +595,8 @@ fn walk(dir: &FsPath, root: &FsPath, out: &mut Vec<String>) -> std::io::Result<(
     Ok(())
 }
 
-/// Largest file read on the runtime's thread (see `Store::read`).
-const INLINE_READ_MAX: u64 = 8 << 20;
+/// Largest file read or written on the runtime's thread (see `Store::read`, `write_inline`).
+const INLINE_MAX: u64 = 8 << 20;
 
 enum Opened {
     Done(Option<(Bytes, Tag)>),
@@ -774,7 +775,8 @@ fn finish_local(
 /// A local write where `syncfs` serves the store, on the runtime's thread: the temp file is
 /// written in the page cache, the syncs are awaited (`Syncer::wait_async`), and the rename
 /// takes the commit lock at once when it is free. Only a contended lock, or a file on
-/// another device (fsynced on its own), goes to a blocking thread. Workload R: ~300
+/// another device (fsynced on its own), goes to a blocking thread; a file larger than
+/// `INLINE_MAX` is written on one from the start (`Store::put`). Workload R: ~300
 /// writes a run, each a hand-off to a blocking thread and back, and a thread parked while
 /// it waited for its sync.
 async fn write_inline(
@@ -867,7 +869,7 @@ mod tests {
     async fn local_reads_small_and_large_files_whole_with_their_tag() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path().to_str().unwrap()).unwrap();
-        for (rel, len) in [("t/small", 1000), ("t/large", INLINE_READ_MAX as usize + 1)] {
+        for (rel, len) in [("t/small", 1000), ("t/large", INLINE_MAX as usize + 1)] {
             let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let tag = s
                 .write_tagged(rel, Bytes::from(bytes.clone()), &Tag::default())
