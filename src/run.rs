@@ -829,6 +829,12 @@ async fn fetch_adaptive(
             Err(e) => return Err(e),
         }
     }
+    // Nearly always one part: concatenating it would slice every column anew.
+    if parts.len() == 1 {
+        if let Some(batch) = parts.pop() {
+            return Ok((batch, delay));
+        }
+    }
     let schema = crate::catalog::schema(r);
     let batch =
         concat_batches(&schema, &parts).map_err(|e| FetchError::Transient(e.to_string()))?;
