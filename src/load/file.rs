@@ -232,6 +232,8 @@ pub struct PartStream {
     writer: ArrowWriter<Spool>,
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
+    /// Held memory at which the waiting windows are next copied together (see `push`).
+    compact_at: usize,
     spans: Vec<(i32, i32)>,
     rows: usize,
 }
@@ -244,6 +246,7 @@ impl PartStream {
             writer,
             pending: Vec::new(),
             pending_bytes: 0,
+            compact_at: ROW_GROUP_BYTES / 2,
             spans: Vec::new(),
             rows: 0,
         })
@@ -265,17 +268,23 @@ impl PartStream {
         self.rows += batch.num_rows();
         self.pending_bytes += batch.get_array_memory_size();
         self.pending.push(batch);
-        if self.pending_bytes >= ROW_GROUP_BYTES {
-            // A decoded window holds more room than rows (builders are sized from the
-            // body's length): first copy the waiting windows into one batch of their own
-            // size, and close a row group only once that holds half the budget. The memory
-            // held stays within ROW_GROUP_BYTES, and row groups hold rows, not spare room:
-            // workload R's partitions had row groups of ~450 rows (~110 KB of data counted
-            // as 512 KB), each with its own column writers, pages and zstd frames.
+        if self.pending_bytes >= self.compact_at {
+            // A row group closes once its rows' own bytes reach half the budget. A window
+            // holds about its rows' bytes (the decoder sizes its builders from the report's
+            // last answer), except one decoded before any answer of its report, which holds
+            // 2-4.5 times more: the waiting windows are first copied into one batch of their
+            // own size. Short of half the budget then, they are copied again only once the
+            // held memory has doubled, so the memory held stays within ROW_GROUP_BYTES and
+            // no row group is mostly spare room (workload R's once held ~450 rows, ~110 KB
+            // of data counted as 512 KB, each with its own column writers, pages and zstd
+            // frames).
             self.compact()?;
             if self.pending_bytes >= ROW_GROUP_BYTES / 2 {
                 self.write_pending()?;
                 self.writer.flush().map_err(stream_error)?;
+                self.compact_at = ROW_GROUP_BYTES / 2;
+            } else {
+                self.compact_at = (2 * self.pending_bytes).max(ROW_GROUP_BYTES / 2);
             }
         }
         Ok(())
