@@ -326,7 +326,7 @@ fn with_room(batch: &RecordBatch, factor: usize) -> RecordBatch {
             let data = c.to_data();
             let room = Capacities::Array(factor * data.len());
             let mut m = MutableArrayData::with_capacities(vec![&data], true, room);
-            m.extend(0, 0, data.len());
+            m.try_extend(0, 0, data.len()).unwrap();
             make_array(m.freeze())
         })
         .collect();
