@@ -805,8 +805,13 @@ async fn write_inline(
     drop(staged.file.take());
     sync.wait_async().await.map_err(io("fsync", &staged.tmp))?;
     let lock = root.join(COMMIT_LOCK);
+    // The guard lives only inside the match: a lock held across an await would make the
+    // write's future not `Send`.
     let swapped = match locks.try_commit(&lock)? {
-        Some(_guard) => staged.swap(&want).map(|()| true)?,
+        Some(_guard) => {
+            staged.swap(&want)?;
+            true
+        }
         None => false,
     };
     if !swapped {

@@ -267,23 +267,27 @@ async fn merged_writes_equal_a_full_sort_on_random_windows() {
     }
 }
 
+/// One day of upstream_msg, a row per message type, decoded.
+fn upstream_msg_day(day: u32, types: impl Iterator<Item = u32>) -> RecordBatch {
+    let r = catalog::find("upstream_msg").unwrap();
+    let items: Vec<String> = types
+        .map(|t| format!(r#"{{"ref_date":"2025-02-{day:02}","msg_type":{t},"msg_user":{t},"msg_count":{day}}}"#))
+        .collect();
+    let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+    decode(r, body.as_bytes()).unwrap().batch
+}
+
 #[test]
 fn a_streamed_partition_spans_row_groups_and_sorts_every_row() {
     let r = catalog::find("upstream_msg").unwrap();
     let mut stream = PartStream::new(r, Compression::Zstd).unwrap();
     let mut want = Vec::new();
     for day in 1..=28u32 {
-        let items: Vec<String> = (0..4000u32)
-            .rev()
-            .map(|t| {
-                want.push((day, t));
-                format!(r#"{{"ref_date":"2025-02-{day:02}","msg_type":{t},"msg_user":{t},"msg_count":{day}}}"#)
-            })
-            .collect();
-        let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
+        want.extend((0..4000u32).map(|t| (day, t)));
         // Pushed as decoded (each day's types descending): the stream sorts.
-        let batch = decode(r, body.as_bytes()).unwrap().batch;
-        stream.push(batch).unwrap();
+        stream
+            .push(upstream_msg_day(day, (0..4000u32).rev()))
+            .unwrap();
     }
     want.sort();
     let Fresh::File { bytes, spans, rows } = stream.finish().unwrap() else {
@@ -340,11 +344,7 @@ fn a_streamed_partition_fills_its_row_groups_with_rows_not_spare_room() {
     let mut stream = PartStream::new(r, Compression::Zstd).unwrap();
     let mut windows = Vec::new();
     for day in 1..=28u32 {
-        let items: Vec<String> = (0..2000u32)
-            .map(|t| format!(r#"{{"ref_date":"2025-02-{day:02}","msg_type":{t},"msg_user":{t},"msg_count":{day}}}"#))
-            .collect();
-        let body = format!(r#"{{"list":[{}]}}"#, items.join(","));
-        let batch = with_room(&decode(r, body.as_bytes()).unwrap().batch, 4);
+        let batch = with_room(&upstream_msg_day(day, 0..2000u32), 4);
         windows.push(batch.clone());
         stream.push(batch).unwrap();
     }

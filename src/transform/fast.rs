@@ -1219,9 +1219,9 @@ static BYTES_PER_ROW: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
 
 /// Rows a body of this size probably holds, to size the builders once. Rather a few too
 /// many than too few: growing a builder copies it and doubles its room.
-fn capacity(report: &Report, body: &[u8]) -> usize {
-    let learned = catalogue_index(report)
-        .and_then(|i| BYTES_PER_ROW.get(i))
+fn capacity(entry: usize, report: &Report, body: &[u8]) -> usize {
+    let learned = BYTES_PER_ROW
+        .get(entry)
         .map_or(0, |a| a.load(Ordering::Relaxed));
     rows_for(learned, report.columns.len(), body.len())
 }
@@ -1237,11 +1237,11 @@ fn rows_for(learned: u32, columns: usize, body: usize) -> usize {
 
 /// Notes what a decoded answer's rows took (a handful of rows says little: the envelope
 /// weighs as much).
-fn learn(report: &Report, body: usize, rows: usize) {
+fn learn(entry: usize, body: usize, rows: usize) {
     if rows < 8 {
         return;
     }
-    if let Some(a) = catalogue_index(report).and_then(|i| BYTES_PER_ROW.get(i)) {
+    if let Some(a) = BYTES_PER_ROW.get(entry) {
         let per_row = (body * 16 / rows).clamp(1, u32::MAX as usize) as u32;
         a.store(per_row, Ordering::Relaxed);
     }
@@ -1254,10 +1254,12 @@ pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
         return None;
     }
     let layout = layout(report)?;
-    let cap = capacity(report, body);
+    // The report's place in the catalogue, found once per body.
+    let entry = catalogue_index(report)?;
+    let cap = capacity(entry, report, body);
     let mut st = State {
         layout,
-        cols: report_cols(report)?,
+        cols: REPORTS.get(entry)?.columns,
         builders: report
             .columns
             .iter()
@@ -1288,15 +1290,11 @@ pub(super) fn decode(report: &Report, body: &[u8]) -> Option<Decoded> {
             }
         }
     }
-    learn(report, body.len(), rows);
+    learn(entry, body.len(), rows);
     let arrays: Vec<ArrayRef> = st.builders.iter_mut().map(Builder::finish).collect();
     let batch = RecordBatch::try_new(schema(report), arrays).ok()?;
     let is_delay = matches!(st.is_delay, Some(Scalar::Bool(true)));
     Some(Decoded { batch, is_delay })
-}
-
-fn report_cols(report: &Report) -> Option<&'static [Col]> {
-    REPORTS.get(catalogue_index(report)?).map(|r| r.columns)
 }
 
 #[cfg(test)]
